@@ -1,0 +1,1 @@
+"""Corpora, spectrogram shards and the grain input pipeline."""

@@ -1,0 +1,306 @@
+"""Precomputed spectrogram shards: writing (parallel, resumable) and reading.
+
+A shard directory holds
+  `<group>-NNNNN-of-MMMMM.array_record`  one record per utterance: the float16 complex STFT
+                                         `[frames, 257, 2]` as raw bytes (see features.py);
+  `<same>.json`                          its sidecar: per-record ids and frame counts, and
+                                         the files of that shard that were skipped;
+  `index.npz`                            per split: record position, label, frames, id;
+  `manifest.json`                        features, speaker-to-class map, counts, skipped.
+Groups: `train` (the training subsets) and `test` (the other subsets). Splits: `train`
+and `heldout` (disjoint utterances of the training speakers, both in group `train`) and
+`unseen` (speakers of the test subsets only, group `test`).
+
+Every file is written under a temporary name and renamed, and a shard whose sidecar
+exists is not written again, so an interrupted preparation resumes where it stopped.
+"""
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import zlib
+
+from absl import logging
+from array_record.python import array_record_module
+import grain
+import numpy as np
+
+from mirnet_jax import features
+from mirnet_jax.data import audio
+from mirnet_jax.data import corpora
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+INDEX = "index.npz"
+PLAN = "plan.json"
+SPLIT_GROUP = {"train": "train", "heldout": "train", "unseen": "test"}
+# Utterances are scaled to this RMS (-25 dBFS) before the STFT, so that the pipeline's
+# random gains set the relative level of the sources whatever the recording level.
+TARGET_RMS = 10 ** (-25 / 20)
+_WRITER_OPTIONS = "group_size:1,uncompressed"  # random access to single records
+
+
+class ShardError(ValueError):
+  """A shard directory that is missing, incomplete or of another configuration."""
+
+
+def atomic_write_bytes(path: str, data: bytes):
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "wb") as f:
+    f.write(data)
+  os.replace(tmp, path)
+
+
+def atomic_write_json(path: str, obj):
+  atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode())
+
+
+def encode(stored: np.ndarray) -> bytes:
+  return np.ascontiguousarray(stored, features.STORAGE_DTYPE).tobytes()
+
+
+def decode(record: bytes) -> np.ndarray:
+  """Record bytes -> read-only float16 `[frames, 257, 2]` view (no copy)."""
+  return np.frombuffer(record, features.STORAGE_DTYPE).reshape(-1, features.NUM_BINS, 2)
+
+
+def utterance_to_stored(waveform: np.ndarray) -> tuple[np.ndarray, float]:
+  """Level-normalises and transforms one waveform; returns (stored STFT, scale)."""
+  rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
+  if rms < 1e-6:
+    raise audio.AudioError("silent (RMS below -120 dBFS)")
+  scale = TARGET_RMS / rms
+  return features.to_storage(features.stft(waveform * scale)), scale
+
+
+# ---------------------------------------------------------------------------- writing
+
+@dataclasses.dataclass(frozen=True)
+class ShardJob:
+  source: str
+  path: str
+  refs: tuple
+
+
+_CORPUS_CACHE = {}
+
+
+def _write_shard(job: ShardJob) -> str:
+  """Worker: loads, transforms and writes one shard plus its sidecar, atomically."""
+  corpus = _CORPUS_CACHE.get(job.source)
+  if corpus is None:
+    corpus = _CORPUS_CACHE[job.source] = corpora.open_corpus(job.source)
+  skipped = corpora.Skipped()
+  records = []
+  tmp = f"{job.path}.tmp-{os.getpid()}"
+  writer = array_record_module.ArrayRecordWriter(tmp, _WRITER_OPTIONS)
+  try:
+    for ref in job.refs:
+      utt = corpora.load_or_skip(corpus, ref, skipped)
+      if utt is None:
+        continue
+      try:
+        stored, scale = utterance_to_stored(utt.waveform)
+      except audio.AudioError as e:
+        skipped.add(ref.locator, str(e))
+        continue
+      writer.write(encode(stored))
+      records.append(dict(speaker=utt.speaker, chapter=utt.chapter,
+                          utterance=utt.utterance, frames=int(stored.shape[0]),
+                          samples=int(utt.waveform.shape[0]), scale=scale))
+  finally:
+    writer.close()
+  os.replace(tmp, job.path)
+  # The sidecar is renamed last: its presence marks the shard complete.
+  atomic_write_json(job.path[:-len(".array_record")] + ".json",
+                    dict(records=records, skipped=skipped.items))
+  return job.path
+
+
+def _sidecar(path: str) -> str:
+  return path[:-len(".array_record")] + ".json"
+
+
+def plan_shards(out_dir: str, source: str, group: str, refs: list,
+                utterances_per_shard: int) -> list[ShardJob]:
+  n = max(1, -(-len(refs) // utterances_per_shard))
+  return [ShardJob(source, os.path.join(out_dir, f"{group}-{k:05d}-of-{n:05d}.array_record"),
+                   tuple(refs[k * utterances_per_shard:(k + 1) * utterances_per_shard]))
+          for k in range(n)]
+
+
+def choose_heldout(utterances: list[str], fraction: float, minimum: int,
+                   seed: int, speaker: str) -> set:
+  """Held-out utterances of one training speaker: deterministic from (seed, speaker).
+
+  At least `minimum` (the seen-speaker trials need two different utterances of a
+  speaker), never more than half, so the speaker keeps training data.
+  """
+  count = min(max(minimum, int(round(fraction * len(utterances)))), len(utterances) // 2)
+  rng = np.random.default_rng([seed, zlib.crc32(speaker.encode())])
+  chosen = rng.choice(len(utterances), size=count, replace=False)
+  ordered = sorted(utterances)
+  return {ordered[i] for i in chosen}
+
+
+def prepare(source: str, out_dir: str, train_subsets=("train*",),
+            test_subsets=("dev*", "test*"), heldout_fraction: float = 0.1,
+            min_heldout: int = 2, seed: int = 0, utterances_per_shard: int = 256,
+            workers: int | None = None) -> dict:
+  """Writes the shards, index and manifest of `source` into `out_dir`; returns the manifest.
+
+  Args:
+    source: a LibriSpeech-layout directory or `tfds:librispeech`.
+    out_dir: the shard directory (created).
+    train_subsets / test_subsets: glob patterns over subset (split) names.
+    heldout_fraction, min_heldout: held-out utterances per training speaker.
+    seed: seeds the held-out choice.
+    utterances_per_shard: shard size.
+    workers: processes (default: all cores).
+  """
+  corpus = corpora.open_corpus(source)
+  available = corpus.subsets()
+  groups = {"train": corpora.select_subsets(available, train_subsets),
+            "test": corpora.select_subsets(available, test_subsets)}
+  for group, chosen in groups.items():
+    if not chosen:
+      raise corpora.CorpusError(
+          f"no {group} subsets match {list(train_subsets if group == 'train' else test_subsets)}"
+          f" in {source} (it has: {', '.join(available) or 'none'})")
+  overlap = set(groups["train"]) & set(groups["test"])
+  if overlap:
+    raise corpora.CorpusError(f"subsets both train and test: {sorted(overlap)}")
+  os.makedirs(out_dir, exist_ok=True)
+
+  refs = {g: [r for s in subsets for r in corpus.refs(s)] for g, subsets in groups.items()}
+  plan = dict(format_version=FORMAT_VERSION, features=features.feature_params(),
+              source=source, subsets=groups, utterances_per_shard=utterances_per_shard,
+              refs={g: [r.locator for r in rs] for g, rs in refs.items()})
+  plan_path = os.path.join(out_dir, PLAN)
+  if os.path.exists(plan_path):
+    with open(plan_path) as f:
+      if json.load(f) != plan:
+        raise ShardError(f"{out_dir} holds shards of another preparation (source, subsets, "
+                         "files or features differ); choose a new --out")
+  else:
+    atomic_write_json(plan_path, plan)
+
+  jobs = {g: plan_shards(out_dir, source, g, rs, utterances_per_shard)
+          for g, rs in refs.items()}
+  todo = [j for js in jobs.values() for j in js if not os.path.exists(_sidecar(j.path))]
+  logging.info("%d of %d shards to write", len(todo), sum(len(j) for j in jobs.values()))
+  if todo:
+    workers = min(workers or os.cpu_count() or 1, len(todo))
+    if workers == 1:
+      for job in todo:
+        _write_shard(job)
+    else:
+      # spawn, not fork: TensorFlow (TFDS) and threads in the parent don't survive fork.
+      with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for done in pool.imap_unordered(_write_shard, todo):
+          logging.info("wrote %s", os.path.basename(done))
+
+  manifest = _build_index(out_dir, jobs, seed, heldout_fraction, min_heldout)
+  manifest.update(format_version=FORMAT_VERSION, features=features.feature_params(),
+                  source=source, subsets=groups,
+                  shards={g: [os.path.basename(j.path) for j in js] for g, js in jobs.items()},
+                  heldout=dict(fraction=heldout_fraction, min_per_speaker=min_heldout,
+                               seed=seed))
+  atomic_write_json(os.path.join(out_dir, MANIFEST), manifest)
+  return manifest
+
+
+def _build_index(out_dir, jobs, seed, heldout_fraction, min_heldout) -> dict:
+  """Reads the sidecars and writes `index.npz`; returns the manifest's counts."""
+  records = {}
+  skipped = []
+  for group, group_jobs in jobs.items():
+    rows = []
+    for job in group_jobs:
+      with open(_sidecar(job.path)) as f:
+        side = json.load(f)
+      rows.extend(side["records"])
+      skipped.extend(side["skipped"])
+    for position, row in enumerate(rows):
+      row["record"] = position
+    records[group] = rows
+
+  by_speaker = {}
+  for row in records["train"]:
+    by_speaker.setdefault(row["speaker"], []).append(row["utterance"])
+  classes = sorted(by_speaker, key=_speaker_sort_key)
+  class_of = {s: i for i, s in enumerate(classes)}
+  heldout = set()
+  for speaker, utts in by_speaker.items():
+    heldout |= choose_heldout(utts, heldout_fraction, min_heldout, seed, speaker)
+  unseen_speakers = sorted({r["speaker"] for r in records["test"]}, key=_speaker_sort_key)
+  if set(unseen_speakers) & set(classes):
+    raise corpora.CorpusError("some test-subset speakers are also training speakers: "
+                              f"{sorted(set(unseen_speakers) & set(classes))[:5]}")
+  unseen_of = {s: i for i, s in enumerate(unseen_speakers)}
+
+  split_rows = {"train": [r for r in records["train"] if r["utterance"] not in heldout],
+                "heldout": [r for r in records["train"] if r["utterance"] in heldout],
+                "unseen": records["test"]}
+  arrays, counts = {}, {}
+  for split, rows in split_rows.items():
+    label_of = unseen_of if split == "unseen" else class_of
+    arrays[f"{split}.record"] = np.array([r["record"] for r in rows], np.int64)
+    arrays[f"{split}.label"] = np.array([label_of[r["speaker"]] for r in rows], np.int32)
+    arrays[f"{split}.frames"] = np.array([r["frames"] for r in rows], np.int32)
+    arrays[f"{split}.utterance"] = np.array([r["utterance"] for r in rows], dtype=str)
+    samples = sum(r["samples"] for r in rows)
+    counts[split] = dict(utterances=len(rows), speakers=len({r["speaker"] for r in rows}),
+                         hours=round(samples / features.SAMPLE_RATE / 3600, 4))
+  tmp = os.path.join(out_dir, f"{INDEX}.tmp-{os.getpid()}.npz")
+  np.savez(tmp, **arrays)
+  os.replace(tmp, os.path.join(out_dir, INDEX))
+  return dict(num_classes=len(classes), classes=classes, unseen_speakers=unseen_speakers,
+              splits=counts, skipped=skipped, num_skipped=len(skipped))
+
+
+def _speaker_sort_key(speaker: str):
+  return (0, int(speaker), "") if speaker.isdigit() else (1, 0, speaker)
+
+
+# ---------------------------------------------------------------------------- reading
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """One split of a shard directory: a random-access source of records and its index."""
+  source: grain.sources.ArrayRecordDataSource
+  record: np.ndarray  # record position in `source`, per utterance
+  label: np.ndarray   # class (train/heldout) or unseen-speaker index, per utterance
+  frames: np.ndarray
+  utterance: np.ndarray
+
+  def __len__(self):
+    return len(self.record)
+
+  def read(self, i: int) -> np.ndarray:
+    """The stored STFT of utterance `i` of this split, float16 `[frames, 257, 2]`."""
+    return decode(self.source[int(self.record[i])])
+
+
+def load_manifest(shard_dir: str) -> dict:
+  path = os.path.join(shard_dir, MANIFEST)
+  if not os.path.exists(path):
+    raise ShardError(f"no {MANIFEST} in {shard_dir}: run `python -m mirnet_jax.prepare "
+                     f"--out={shard_dir}` first")
+  with open(path) as f:
+    manifest = json.load(f)
+  if manifest.get("features") != features.feature_params():
+    raise ShardError(f"{shard_dir} was prepared with other features "
+                     f"({manifest.get('features')}); prepare it again")
+  return manifest
+
+
+def open_split(shard_dir: str, split: str, manifest: dict | None = None) -> Split:
+  if split not in SPLIT_GROUP:
+    raise ValueError(f"unknown split {split!r}; one of {sorted(SPLIT_GROUP)}")
+  manifest = manifest or load_manifest(shard_dir)
+  paths = [os.path.join(shard_dir, name) for name in manifest["shards"][SPLIT_GROUP[split]]]
+  with np.load(os.path.join(shard_dir, INDEX)) as index:
+    fields = {k: index[f"{split}.{k}"] for k in ("record", "label", "frames", "utterance")}
+  return Split(grain.sources.ArrayRecordDataSource(paths), **fields)
