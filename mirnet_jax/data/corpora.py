@@ -18,6 +18,8 @@ import numpy as np
 from mirnet_jax.data import audio
 
 TFDS_PREFIX = "tfds:"
+LIBRISPEECH_TFDS_SPLITS = ("train_clean100", "train_clean360", "train_other500",
+                           "dev_clean", "dev_other", "test_clean", "test_other")
 _UTT_RE = re.compile(r"^(\d+)-(\d+)-(\d+)\.(flac|wav)$")
 
 
@@ -113,9 +115,17 @@ class TfdsLibriSpeech:
                                                     data_dir=self.data_dir)
     return self._sources[split]
 
+  def _sample_rate(self) -> int:
+    if not hasattr(self, "_rate"):
+      builder = self._tfds.builder(self.name, data_dir=self.data_dir)
+      self._rate = builder.info.features["speech"].sample_rate
+    return self._rate
+
   def subsets(self) -> list[str]:
-    builder = self._tfds.builder(self.name, data_dir=self.data_dir)
-    return sorted(builder.info.splits.keys())
+    # The split list is known only once the dataset is prepared (or its metadata is on
+    # disk); before that (and under tfds.testing.mock_data) use librispeech's splits.
+    splits = self._tfds.builder(self.name, data_dir=self.data_dir).info.splits
+    return sorted(splits.keys() or LIBRISPEECH_TFDS_SPLITS)
 
   def refs(self, subset: str) -> list[Ref]:
     return [Ref(subset, f"{subset}:{i}") for i in range(len(self._source(subset)))]
@@ -127,7 +137,7 @@ class TfdsLibriSpeech:
     speech = np.asarray(record["speech"])
     if np.issubdtype(speech.dtype, np.integer):
       speech = speech.astype(np.float32) / 32768.0
-    rate = source.dataset_info.features["speech"].sample_rate
+    rate = self._sample_rate()
     utt_id = record["id"]
     utt_id = utt_id.decode() if isinstance(utt_id, bytes) else str(utt_id)
     return Utterance(str(int(record["speaker_id"])), str(int(record["chapter_id"])),

@@ -1,0 +1,88 @@
+"""Corpus readers: LibriSpeech-layout directories and TFDS librispeech (mocked)."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mirnet_jax.data import audio
+from mirnet_jax.data import corpora
+from tests import conftest
+
+
+def test_directory_reader_lists_and_loads(corpus):
+  reader = corpora.LibriSpeechDir(corpus["root"])
+  assert reader.subsets() == ["test", "train"]
+  refs = reader.refs("train")
+  # 5 speakers x 6 utterances + the stereo wav + 2 bad files, in a stable order.
+  assert len(refs) == 5 * 6 + 3
+  assert refs == sorted(refs, key=lambda r: r.locator)
+  ref = refs[0]
+  assert (ref.speaker, ref.chapter, ref.utterance) == ("101", "7", "101-7-0000")
+  utt = reader.load(ref)
+  assert utt.waveform.dtype == np.float32 and utt.waveform.ndim == 1
+  np.testing.assert_allclose(utt.waveform, conftest.synth_voice(101, 0, conftest.utterance_seconds(101, 0)), atol=1e-4)
+
+
+def test_other_rates_and_stereo_become_16k_mono(corpus):
+  reader = corpora.LibriSpeechDir(corpus["root"])
+  ref = next(r for r in reader.refs("train") if r.utterance == "101-7-0090")
+  wave = reader.load(ref).waveform
+  assert wave.ndim == 1 and abs(len(wave) - 4 * 16000) <= 1
+
+
+def test_bad_files_are_skipped_and_counted(corpus):
+  reader = corpora.LibriSpeechDir(corpus["root"])
+  skipped = corpora.Skipped()
+  utts = list(corpora.iter_utterances(reader, ["train"], skipped))
+  assert len(utts) == 5 * 6 + 1
+  assert sorted(s["locator"] for s in skipped.items) == sorted(corpus["bad"])
+
+
+def test_audio_loader_rejects_garbage(tmp_path):
+  path = tmp_path / "x.wav"
+  path.write_bytes(b"RIFF not really a wav")
+  with pytest.raises(audio.AudioError):
+    audio.load(str(path))
+  sf.write(str(tmp_path / "empty.wav"), np.zeros(0, np.float32), 16000)
+  with pytest.raises(audio.AudioError):
+    audio.load(str(tmp_path / "empty.wav"))
+
+
+def test_missing_directory_is_a_corpus_error(tmp_path):
+  with pytest.raises(corpora.CorpusError, match="not found"):
+    corpora.LibriSpeechDir(str(tmp_path / "nope"))
+
+
+def test_subset_globs():
+  available = ["dev-clean", "test-other", "train-clean-100", "train-other-500", "test"]
+  assert corpora.select_subsets(available, ["train*"]) == ["train-clean-100", "train-other-500"]
+  assert corpora.select_subsets(available, ["dev*", "test*"]) == ["dev-clean", "test",
+                                                                   "test-other"]
+
+
+def test_tfds_reader_on_mock_data():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  pytest.importorskip("tensorflow")
+  with tfds.testing.mock_data(num_examples=4):
+    reader = corpora.open_corpus("tfds:librispeech")
+    assert "dev_clean" in reader.subsets() and "train_clean100" in reader.subsets()
+    refs = reader.refs("dev_clean")
+    assert len(refs) == 4
+    utt = reader.load(refs[1])
+    assert utt.speaker.isdigit() and utt.chapter.isdigit() and utt.utterance
+    assert utt.waveform.dtype == np.float32 and utt.waveform.ndim == 1
+    assert np.all(np.abs(utt.waveform) <= 1.0)
+
+
+def test_tfds_without_tensorflow_gives_a_hint(monkeypatch):
+  import builtins
+  real_import = builtins.__import__
+
+  def no_tensorflow(name, *args, **kwargs):
+    if name == "tensorflow" or name.startswith("tensorflow."):
+      raise ImportError(name)
+    return real_import(name, *args, **kwargs)
+
+  monkeypatch.setattr(builtins, "__import__", no_tensorflow)
+  with pytest.raises(corpora.CorpusError, match=r"pip install -e '\.\[tfds\]'"):
+    corpora.open_corpus("tfds:librispeech")

@@ -1,0 +1,151 @@
+"""The grain mixing pipeline: shapes, exact mixing, determinism, host slicing, splits."""
+
+import os
+
+import grain
+import numpy as np
+import pytest
+
+from mirnet_jax import features
+from mirnet_jax.data import corpora
+from mirnet_jax.data import pipeline
+from mirnet_jax.data import shards
+
+SPEC = pipeline.MixtureSpec()
+
+
+def _batches(shard_dir, n, **kwargs):
+  options = dict(seed=0, epoch_length=64, local_batch=4)
+  options.update(kwargs)
+  split = options.pop("split", "train")
+  spec = options.pop("spec", SPEC)
+  return [b for _, b in zip(range(n), pipeline.make_dataset(shard_dir, split, spec, **options))]
+
+
+@pytest.mark.parametrize("num_speakers", [2, 3])
+def test_shapes_and_distinct_speakers(shard_dir, num_speakers):
+  spec = pipeline.MixtureSpec(num_speakers=num_speakers, return_sources=True)
+  batch = _batches(shard_dir, 1, spec=spec)[0]
+  assert batch["mixture"].shape == (4, 300, 257, 2) and batch["mixture"].dtype == np.float16
+  assert batch["labels"].shape == (4, num_speakers) and batch["labels"].dtype == np.int32
+  assert batch["sources"].shape == (4, num_speakers, 300, 257, 2)
+  for row in batch["labels"]:
+    assert len(set(row)) == num_speakers
+  # The sources sum to the mixture (up to the float16 rounding of each).
+  sources = batch["sources"].astype(np.float32)
+  error = np.abs(batch["mixture"].astype(np.float32) - sources.sum(axis=1))
+  # Each source and the mixture are rounded to float16 (2**-11 relative) separately.
+  assert np.all(error <= 2 ** -11 * (2 * np.abs(sources).sum(axis=1)) + 1e-6)
+
+
+def test_mixture_equals_stft_of_the_mixed_waveforms(shard_dir, corpus):
+  """End to end: shards + pipeline vs mixing the (level-normalised) waveforms."""
+  split = shards.open_split(shard_dir, "train")
+  maker = pipeline.MixtureMaker(split, SPEC, seed=3, epoch_length=64)
+  reader = corpora.LibriSpeechDir(corpus["root"])
+  by_id = {r.utterance: r for r in reader.refs("train")}
+  checked = 0
+  for g in range(40):
+    choice = maker.draw(g)
+    if np.any(choice["offsets"] < 3):
+      continue  # the first frames of a crop see the utterance start; compare inside
+    example = maker(g)
+    length = 300 * 160 + 512
+    mixed = np.zeros(length, np.float32)
+    for k in range(2):
+      wave = reader.load(by_id[split.utterance[choice["utterances"][k]]]).waveform
+      wave = wave * shards.TARGET_RMS / np.sqrt(np.mean(np.square(wave, dtype=np.float64)))
+      # Samples from frame `offset` on: frame t of the crop is frame offset+t.
+      start = choice["offsets"][k] * 160
+      part = wave[start:start + length]
+      mixed[:len(part)] += choice["gains"][k] * part
+    exact = features.stft(mixed)[2:250]  # frames inside both crops and the segment
+    got = features.from_storage(example["mixture"])[2:250]
+    assert np.max(np.abs(got - exact)) <= 5e-3 * np.max(np.abs(exact))
+    checked += 1
+  assert checked >= 3
+
+
+def test_same_seed_same_batches_new_epoch_new_mixtures(shard_dir):
+  a = _batches(shard_dir, 3)
+  b = _batches(shard_dir, 3)
+  for x, y in zip(a, b):
+    for key in x:
+      np.testing.assert_array_equal(x[key], y[key])
+  c = _batches(shard_dir, 1, seed=1)[0]
+  assert not np.array_equal(a[0]["mixture"], c["mixture"])
+  # Epoch length 4 (one batch): batch 1 is epoch 1's first batch, a new draw.
+  short = _batches(shard_dir, 2, epoch_length=4)
+  assert not np.array_equal(short[0]["labels"], short[1]["labels"]) or \
+      not np.array_equal(short[0]["utterances"], short[1]["utterances"])
+
+
+def test_two_hosts_make_the_same_global_batches_as_one(shard_dir):
+  one = _batches(shard_dir, 3, local_batch=8)
+  hosts = [_batches(shard_dir, 3, local_batch=4, process_index=p, process_count=2)
+           for p in range(2)]
+  for k in range(3):
+    for key in one[k]:
+      np.testing.assert_array_equal(
+          one[k][key], np.concatenate([hosts[0][k][key], hosts[1][k][key]]))
+
+
+def test_worker_processes_do_not_change_the_batches(shard_dir):
+  ref = _batches(shard_dir, 4)
+  with_workers = _batches(shard_dir, 4, workers=2)
+  for x, y in zip(ref, with_workers):
+    np.testing.assert_array_equal(x["mixture"], y["mixture"])
+
+
+def test_iterator_state_restores_the_stream(shard_dir):
+  ds = pipeline.make_dataset(shard_dir, "train", SPEC, seed=0, epoch_length=64, local_batch=4)
+  it = iter(ds)
+  next(it), next(it)
+  state = it.get_state()
+  expected = [next(it) for _ in range(2)]
+  resumed = iter(ds)
+  resumed.set_state(state)
+  for x in expected:
+    np.testing.assert_array_equal(x["mixture"], next(resumed)["mixture"])
+
+
+def test_training_batches_never_see_heldout_or_unseen_utterances(shard_dir):
+  train = shards.open_split(shard_dir, "train")
+  heldout = set(shards.open_split(shard_dir, "heldout").utterance)
+  unseen = set(shards.open_split(shard_dir, "unseen").utterance)
+  used = set()
+  for batch in _batches(shard_dir, 40, epoch_length=16):
+    used |= {train.utterance[i] for i in batch["utterances"].ravel()}
+    assert np.all(train.label[batch["utterances"]] == batch["labels"])
+  assert used and not used & heldout and not used & unseen
+  assert len(used) > len(train) // 2  # the stream covers the training utterances
+
+
+def test_short_utterances_are_zero_padded(shard_dir):
+  split = shards.open_split(shard_dir, "train")
+  maker = pipeline.MixtureMaker(split, pipeline.MixtureSpec(return_sources=True), seed=0,
+                                epoch_length=1000)
+  for g in range(200):
+    choice = maker.draw(g)
+    frames = split.frames[choice["utterances"]]
+    if frames.min() < 300:
+      k = int(np.argmin(frames))
+      sources = maker(g)["sources"]
+      assert choice["offsets"][k] == 0
+      assert np.all(sources[k, frames[k]:] == 0)
+      assert np.any(sources[k, :frames[k]] != 0)
+      return
+  pytest.fail("no short utterance drawn")
+
+
+def test_finite_pass_for_evaluation(shard_dir):
+  batches = _batches(shard_dir, 100, split="heldout", num_examples=10)
+  assert len(batches) == 2  # 10 examples -> two whole batches of 4
+  with pytest.raises(ValueError, match="no global batch"):
+    pipeline.make_dataset(shard_dir, "heldout", SPEC, seed=0, epoch_length=4,
+                          local_batch=4, num_examples=3)
+
+
+def test_epoch_length_from_hours():
+  assert pipeline.examples_per_epoch(93, SPEC) == 111600  # the paper's 93 h of 3 s mixtures
+  assert SPEC.crop_seconds == 3.0

@@ -1,0 +1,122 @@
+"""Shard preparation: splits, determinism, resumption, skipped files."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mirnet_jax import features
+from mirnet_jax.data import shards
+from tests import conftest
+
+
+def _bytes_of(directory):
+  return {name: open(os.path.join(directory, name), "rb").read()
+          for name in sorted(os.listdir(directory)) if name.endswith(".array_record")}
+
+
+def test_manifest_counts_and_class_map(shard_dir, corpus):
+  manifest = shards.load_manifest(shard_dir)
+  assert manifest["num_classes"] == len(conftest.TRAIN_SPEAKERS)
+  assert manifest["classes"] == [str(s) for s in conftest.TRAIN_SPEAKERS]
+  assert manifest["unseen_speakers"] == [str(s) for s in conftest.TEST_SPEAKERS]
+  assert manifest["features"] == features.feature_params()
+  counts = manifest["splits"]
+  assert counts["train"]["utterances"] + counts["heldout"]["utterances"] == 5 * 6 + 1
+  assert counts["unseen"]["utterances"] == 3 * 6
+  assert manifest["num_skipped"] == 2
+  assert sorted(s["locator"] for s in manifest["skipped"]) == sorted(corpus["bad"])
+
+
+def test_splits_are_disjoint(shard_dir):
+  train = shards.open_split(shard_dir, "train")
+  heldout = shards.open_split(shard_dir, "heldout")
+  unseen = shards.open_split(shard_dir, "unseen")
+  assert not set(train.utterance) & set(heldout.utterance)
+  assert not set(train.record) & set(heldout.record)
+  # Every training speaker keeps training data and has >= 2 held-out utterances.
+  for label in range(len(conftest.TRAIN_SPEAKERS)):
+    assert np.sum(train.label == label) >= 2 and np.sum(heldout.label == label) >= 2
+  unseen_ids = {u.split("-")[0] for u in unseen.utterance}
+  assert unseen_ids == {str(s) for s in conftest.TEST_SPEAKERS}
+  assert not unseen_ids & {u.split("-")[0] for u in train.utterance}
+
+
+def test_records_hold_the_stft_of_the_level_normalised_utterance(shard_dir, corpus):
+  split = shards.open_split(shard_dir, "unseen")
+  i = list(split.utterance).index("202-7-0003")
+  wave = conftest.synth_voice(202, 3, conftest.utterance_seconds(202, 3))
+  wave = wave * shards.TARGET_RMS / np.sqrt(np.mean(np.square(wave, dtype=np.float64)))
+  stored = split.read(i)
+  assert stored.shape == (split.frames[i], 257, 2) == (features.num_frames(len(wave)), 257, 2)
+  np.testing.assert_allclose(features.from_storage(stored), features.stft(wave), atol=2e-3,
+                             rtol=2e-3)
+
+
+def test_same_input_gives_identical_shards_and_reruns_resume(corpus, shard_dir, tmp_path):
+  out = str(tmp_path / "again")
+  shards.prepare(corpus["root"], out, utterances_per_shard=8, workers=2)
+  assert _bytes_of(out) == _bytes_of(shard_dir)
+  # Interrupt: one shard lost its sidecar (never completed); another is intact.
+  names = sorted(n for n in os.listdir(out) if n.endswith(".array_record"))
+  os.remove(os.path.join(out, names[1][:-len(".array_record")] + ".json"))
+  kept = os.path.join(out, names[0])
+  mtime = os.stat(kept).st_mtime_ns
+  shards.prepare(corpus["root"], out, utterances_per_shard=8, workers=1)
+  assert os.stat(kept).st_mtime_ns == mtime
+  assert _bytes_of(out) == _bytes_of(shard_dir)
+  with open(os.path.join(out, shards.MANIFEST)) as f, \
+      open(os.path.join(shard_dir, shards.MANIFEST)) as g:
+    assert json.load(f) == json.load(g)
+
+
+def test_a_different_preparation_in_the_same_directory_is_refused(corpus, shard_dir):
+  with pytest.raises(shards.ShardError, match="another preparation"):
+    shards.prepare(corpus["root"], shard_dir, utterances_per_shard=5, workers=1)
+
+
+def test_missing_or_foreign_manifest(tmp_path, shard_dir):
+  with pytest.raises(shards.ShardError, match="prepare"):
+    shards.load_manifest(str(tmp_path))
+  with open(os.path.join(shard_dir, shards.MANIFEST)) as f:
+    manifest = json.load(f)
+  manifest["features"]["hop_length"] = 256
+  other = tmp_path / "other"
+  other.mkdir()
+  (other / shards.MANIFEST).write_text(json.dumps(manifest))
+  with pytest.raises(shards.ShardError, match="other features"):
+    shards.load_manifest(str(other))
+
+
+def test_no_matching_subsets_is_a_clear_error(corpus, tmp_path):
+  from mirnet_jax.data import corpora
+  with pytest.raises(corpora.CorpusError, match="no train subsets match"):
+    shards.prepare(corpus["root"], str(tmp_path / "s"), train_subsets=["train-clean-*"])
+
+
+def test_prepare_from_tfds_mock(tmp_path):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  pytest.importorskip("tensorflow")
+
+  def librispeech_records(builder, split, **kwargs):
+    # tfds's random mock draws speaker ids that collide across splits, which real
+    # LibriSpeech never does; these records keep train and dev speakers apart.
+    del builder, kwargs
+    base, count = (1000, 7) if split.startswith("train") else (2000, 4)
+    t = np.arange(32000) / 16000
+    return [dict(speech=(8000 * np.sin(2 * np.pi * (100 + 10 * i) * t)).astype(np.int16),
+                 speaker_id=base + i % 3, chapter_id=5, id=f"{base + i % 3}-5-{i:04d}",
+                 text="HELLO") for i in range(count)]
+
+  with tfds.testing.mock_data(as_data_source_fn=librispeech_records):
+    manifest = shards.prepare("tfds:librispeech", str(tmp_path / "s"),
+                              train_subsets=["train_clean100"], test_subsets=["dev_clean"],
+                              min_heldout=1, workers=1)
+  assert manifest["classes"] == ["1000", "1001", "1002"]
+  assert manifest["unseen_speakers"] == ["2000", "2001", "2002"]
+  assert manifest["splits"]["train"]["utterances"] == 4
+  assert manifest["splits"]["heldout"]["utterances"] == 3
+  assert manifest["splits"]["unseen"]["utterances"] == 4
+  split = shards.open_split(str(tmp_path / "s"), "unseen")
+  assert split.read(0).shape == (features.num_frames(32000), 257, 2)
