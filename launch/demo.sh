@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The main job on the embedded demo corpus, from a fresh machine:
+#   bash launch/demo.sh [--root DIR]
+# Stages (each skipped when its output is already complete):
+#   1. DIR/corpus  the espeak-ng demo corpus in LibriSpeech layout
+#   2. DIR/shards  precomputed spectrogram shards + manifest
+# DIR/workdir is where training and evaluation write (later stages).
+set -euo pipefail
+root="runs/demo"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --root) root="${2:?--root needs a directory}"; shift 2 ;;
+    --root=*) root="${1#--root=}"; shift ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "error: unknown argument '$1' (usage: bash launch/demo.sh [--root DIR])" >&2; exit 2 ;;
+  esac
+done
+case "$root" in /*) ;; *) root="$PWD/$root" ;; esac
+source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" ""
+mkdir -p "$root/workdir"
+
+if [ -f "$root/corpus/SPEAKERS.TXT" ]; then
+  echo "[1/2] demo corpus: complete, skipped ($root/corpus)"
+else
+  echo "[1/2] demo corpus -> $root/corpus"
+  python -m mirnet_jax.demo_corpus --out="$root/corpus"
+fi
+
+if [ -f "$root/shards/manifest.json" ]; then
+  echo "[2/2] shards: complete, skipped ($root/shards)"
+  python -c "import sys, json; from mirnet_jax import prepare; \
+print(prepare.summary(json.load(open(sys.argv[1]))))" "$root/shards/manifest.json"
+else
+  echo "[2/2] spectrogram shards -> $root/shards"
+  python -m mirnet_jax.prepare --source="$root/corpus" --out="$root/shards"
+fi

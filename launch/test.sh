@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The test suite, from a fresh machine: installs what is missing, then runs pytest.
+# Extra arguments go to pytest (e.g. -k pipeline, -m "not slow").
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" "tfds,test"
+python -m pytest -q tests "$@"
