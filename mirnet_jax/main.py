@@ -1,0 +1,52 @@
+r"""Entry point: python -m mirnet_jax.main --config=configs/demo.py --workdir=DIR.
+
+Config fields can be overridden as `--config.optim.learning_rate=3e-4`; an unknown key or
+a value of the wrong type is an error before anything runs.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+# Config files import their siblings (`from configs import default`): make the directory
+# that holds `configs/` importable wherever the command is run from.
+for _arg in sys.argv:
+  if _arg.startswith("--config="):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(_arg[9:]))))
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Configuration file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _quiet_libraries(record) -> bool:
+  """Keeps our INFO lines and every library's warnings; orbax alone logs ~30 INFO lines
+  per checkpoint."""
+  return record.levelno >= logging.converter.ABSL_TO_STANDARD[logging.WARNING] or \
+      f"{os.sep}mirnet_jax{os.sep}" in record.pathname
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.get_absl_handler().addFilter(_quiet_libraries)
+  import jax  # after flag parsing, so that --help stays fast
+  from mirnet_jax import train
+  from mirnet_jax.data import shards
+
+  logging.info("process %d of %d, %d local / %d global devices (%s)", jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count(),
+               jax.devices()[0].platform)
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (shards.ShardError, train.ConfigError) as e:
+    sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)

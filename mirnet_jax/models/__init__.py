@@ -1,0 +1,1 @@
+"""Flax linen models: MIRNet and its ResNet speaker trunk."""
