@@ -4,20 +4,49 @@ Keeps the latest `keep` checkpoints and the best one by validation accuracy. Res
 uses the abstract (sharded) state, so arrays come back already placed on the mesh.
 """
 
+import json
 import os
 
 import grain
+import ml_collections
 import orbax.checkpoint as ocp
 
 BEST_METRIC = "val/accuracy"
+CONFIG_FILE = "config.json"
 
 
-def make_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
+class CheckpointError(ValueError):
+  """A workdir without a usable checkpoint or config."""
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str, num_classes: int):
+  """The run's config (and class count) beside its checkpoints, so that the extractor can
+  rebuild the model from the workdir alone."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, CONFIG_FILE)
+  payload = dict(config=json.loads(config.to_json_best_effort()), num_classes=num_classes)
+  with open(f"{path}.tmp-{os.getpid()}", "w") as f:
+    json.dump(payload, f, indent=1)
+  os.replace(f"{path}.tmp-{os.getpid()}", path)
+
+
+def load_config(workdir: str) -> tuple[ml_collections.ConfigDict, int]:
+  """(config, num_classes) of the run in `workdir`."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise CheckpointError(f"no {CONFIG_FILE} in {workdir}: not a training workdir")
+  with open(path) as f:
+    payload = json.load(f)
+  return ml_collections.ConfigDict(payload["config"]), int(payload["num_classes"])
+
+
+def make_manager(workdir: str, keep: int, read_only: bool = False) -> ocp.CheckpointManager:
   policy = ocp.checkpoint_managers.AnyPreservationPolicy([
       ocp.checkpoint_managers.LatestN(n=keep),
       ocp.checkpoint_managers.BestN(get_metric_fn=lambda m: m[BEST_METRIC], n=1),
   ])
-  options = ocp.CheckpointManagerOptions(preservation_policy=policy)
+  options = ocp.CheckpointManagerOptions(preservation_policy=policy, read_only=read_only,
+                                         create=not read_only)
   return ocp.CheckpointManager(
       os.path.abspath(os.path.join(workdir, "checkpoints")), options=options,
       item_handlers=dict(state=ocp.StandardCheckpointHandler(),

@@ -63,9 +63,10 @@ def mixture_spec(config: ml_collections.ConfigDict, return_sources: bool = False
 def make_optimizer(config: ml_collections.ConfigDict):
   """AdamW with linear warmup + cosine decay and global-norm clipping (see configs/)."""
   o = config.optim
+  # A run shorter than the warmup (a test, a smoke run) still gets one step of decay.
+  warmup = max(0, min(o.warmup_steps, config.num_train_steps - 1))
   schedule = optax.warmup_cosine_decay_schedule(
-      0.0, o.learning_rate, min(o.warmup_steps, config.num_train_steps),
-      config.num_train_steps, end_value=0.0)
+      0.0, o.learning_rate, warmup, max(config.num_train_steps, 1), end_value=0.0)
   # Decay kernels only, not biases or BatchNorm scales.
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
   tx = optax.chain(optax.clip_by_global_norm(o.clip_norm),
@@ -74,8 +75,7 @@ def make_optimizer(config: ml_collections.ConfigDict):
   return tx, schedule
 
 
-def create_state(model, tx, config, mesh, rng):
-  """The initial TrainState, created directly with replicated shardings on `mesh`."""
+def _init_fn(model, tx, config):
   def init(rng):
     dummy = jnp.zeros((1, config.data.crop_frames, features.NUM_BINS, 2), jnp.float16)
     variables = model.init(rng, dummy, train=False)
@@ -83,10 +83,21 @@ def create_state(model, tx, config, mesh, rng):
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}),
                       opt_state=tx.init(params))
+  return init
 
-  abstract = jax.eval_shape(init, rng)
-  sharding = jax.tree.map(lambda _: jax.sharding.NamedSharding(mesh, P()), abstract)
-  return jax.jit(init, out_shardings=sharding)(rng), sharding
+
+def abstract_state(model, tx, config, mesh):
+  """Shapes, dtypes and (replicated) shardings of the TrainState, without computing it."""
+  shapes = jax.eval_shape(_init_fn(model, tx, config), jax.random.key(0))
+  replicated = jax.sharding.NamedSharding(mesh, P())
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                      shapes)
+
+
+def create_state(model, tx, config, mesh, rng):
+  """The initial TrainState, created directly with replicated shardings on `mesh`."""
+  sharding = jax.tree.map(lambda x: x.sharding, abstract_state(model, tx, config, mesh))
+  return jax.jit(_init_fn(model, tx, config), out_shardings=sharding)(rng), sharding
 
 
 # ---------------------------------------------------------------------------- steps
@@ -105,7 +116,7 @@ def train_step(state: TrainState, batch, *, model, tx, schedule):
                             params=optax.apply_updates(state.params, updates),
                             batch_stats=batch_stats, opt_state=opt_state)
   metrics = {"train/loss": loss, "train/accuracy": result["accuracy"].mean(),
-             "train/grad_norm": optax.global_norm(grads),
+             "train/grad_norm": optax.tree.norm(grads),
              "train/learning_rate": schedule(state.step)}
   return new_state, metrics
 
@@ -180,6 +191,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state = checkpointing.restore(manager, state, train_iter)
     logging.info("resumed from step %d", int(state.step))
   start = int(state.step)
+  if start >= config.num_train_steps:
+    logging.info("already trained to step %d (num_train_steps %d): nothing to do", start,
+                 config.num_train_steps)
+    return {}
+  if jax.process_index() == 0:
+    checkpointing.save_config(config, workdir, manifest["num_classes"])
 
   writer = metric_writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
   batch_abstract = {
@@ -228,6 +245,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       last.update(val)
       checkpointing.save(manager, step, state, train_iter,
                          metrics={k: float(v) for k, v in val.items()})
+      tick, tick_step = time.time(), step  # throughput excludes validation
   manager.wait_until_finished()
   writer.close()
   return last

@@ -85,17 +85,25 @@ class MixtureMaker:
 
   def __call__(self, global_index: int) -> dict:
     choice = self.draw(global_index)
-    t = self.spec.crop_frames
-    sources = np.zeros((self.spec.num_speakers, t, features.NUM_BINS, 2), np.float32)
-    for k in range(self.spec.num_speakers):
-      crop = self.split.read(choice["utterances"][k])[choice["offsets"][k]:][:t]
-      np.multiply(crop, choice["gains"][k], out=sources[k, :len(crop)])
+    sources = crop_sources(self.split, choice["utterances"], choice["offsets"],
+                           choice["gains"], self.spec.crop_frames)
     example = dict(mixture=sources.sum(axis=0).astype(features.STORAGE_DTYPE),
                    labels=choice["labels"],
                    utterances=choice["utterances"].astype(np.int32))
     if self.spec.return_sources:
       example["sources"] = sources.astype(features.STORAGE_DTYPE)
     return example
+
+
+def crop_sources(split: shards.Split, utterances, offsets, gains,
+                 crop_frames: int) -> np.ndarray:
+  """Scaled crops of utterances of `split`, float32 `[N, crop_frames, 257, 2]`; a crop
+  past an utterance's end is zero-padded. Their sum is the mixture."""
+  sources = np.zeros((len(utterances), crop_frames, features.NUM_BINS, 2), np.float32)
+  for k, (utterance, offset, gain) in enumerate(zip(utterances, offsets, gains)):
+    crop = split.read(utterance)[int(offset):][:crop_frames]
+    np.multiply(crop, np.float32(gain), out=sources[k, :len(crop)])
+  return sources
 
 
 def global_index(local_index: int, local_batch: int, process_index: int,
