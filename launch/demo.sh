@@ -2,16 +2,17 @@
 # The main job on the embedded demo corpus, from a fresh machine:
 #   bash launch/demo.sh [--root DIR]
 # Stages (each skipped when its output is already complete):
-#   1. DIR/corpus  the espeak-ng demo corpus in LibriSpeech layout
-#   2. DIR/shards  precomputed spectrogram shards + manifest
-# DIR/workdir is where training and evaluation write (later stages).
+#   1. DIR/corpus   the espeak-ng demo corpus in LibriSpeech layout
+#   2. DIR/shards   precomputed spectrogram shards + manifest
+#   3. DIR/workdir  training of configs/demo.py (resumes from its last checkpoint)
+#   4. DIR/workdir/eval  the paper's verification protocol: EER table and plots
 set -euo pipefail
 root="runs/demo"
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) root="${2:?--root needs a directory}"; shift 2 ;;
     --root=*) root="${1#--root=}"; shift ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n "2,10p" "$0"; exit 0 ;;
     *) echo "error: unknown argument '$1' (usage: bash launch/demo.sh [--root DIR])" >&2; exit 2 ;;
   esac
 done
@@ -20,17 +21,31 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" ""
 mkdir -p "$root/workdir"
 
 if [ -f "$root/corpus/SPEAKERS.TXT" ]; then
-  echo "[1/2] demo corpus: complete, skipped ($root/corpus)"
+  echo "[1/4] demo corpus: complete, skipped ($root/corpus)"
 else
-  echo "[1/2] demo corpus -> $root/corpus"
+  echo "[1/4] demo corpus -> $root/corpus"
   python -m mirnet_jax.demo_corpus --out="$root/corpus"
 fi
 
 if [ -f "$root/shards/manifest.json" ]; then
-  echo "[2/2] shards: complete, skipped ($root/shards)"
+  echo "[2/4] shards: complete, skipped ($root/shards)"
   python -c "import sys, json; from mirnet_jax import prepare; \
 print(prepare.summary(json.load(open(sys.argv[1]))))" "$root/shards/manifest.json"
 else
-  echo "[2/2] spectrogram shards -> $root/shards"
+  echo "[2/4] spectrogram shards -> $root/shards"
   python -m mirnet_jax.prepare --source="$root/corpus" --out="$root/shards"
 fi
+
+echo "[3/4] training configs/demo.py -> $root/workdir"
+python -m mirnet_jax.main --config=configs/demo.py --workdir="$root/workdir" \
+  --config.data.shards="$root/shards"
+python - "$root/workdir/metrics.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+val = [(r["step"], r["val/accuracy"]) for r in rows if "val/accuracy" in r]
+print("validation PIT accuracy by step (demo corpus): " +
+      ", ".join(f"{s}: {100 * a:.1f}%" for s, a in val))
+PY
+
+echo "[4/4] evaluation -> $root/workdir/eval"
+python -m mirnet_jax.evaluate --workdir="$root/workdir"

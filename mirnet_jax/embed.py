@@ -111,18 +111,22 @@ def align_and_average(embeddings: np.ndarray) -> np.ndarray:
   return (total / len(embeddings)).astype(np.float32)
 
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (checkpoints, config.json).")
-_OUT_DIR = flags.DEFINE_string("out_dir", None, "Where to write .npy files (default: beside "
-                               "each input).")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: best by validation).")
+def _define_flags():
+  # Defined only when run as a program: evaluate.py imports this module and has flags of
+  # the same names.
+  flags.DEFINE_string("workdir", None, "Training workdir (checkpoints, config.json).")
+  flags.DEFINE_string("out_dir", None, "Where to write .npy files (default: beside each "
+                      "input).")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: best by validation).")
 
 
 def main(argv):
   files = argv[1:]
-  if not _WORKDIR.value or not files:
+  workdir, out_dir, step = flags.FLAGS.workdir, flags.FLAGS.out_dir, flags.FLAGS.step
+  if not workdir or not files:
     raise app.UsageError("usage: python -m mirnet_jax.embed --workdir=DIR FILE...")
   try:
-    extractor = Extractor(_WORKDIR.value, _STEP.value)
+    extractor = Extractor(workdir, step)
   except checkpointing.CheckpointError as e:
     sys.exit(f"error: {e}")
   failed = 0
@@ -134,9 +138,9 @@ def main(argv):
       print(f"{path}: skipped: {e}", file=sys.stderr)
       failed += 1
       continue
-    out_dir = _OUT_DIR.value or os.path.dirname(os.path.abspath(path))
-    os.makedirs(out_dir, exist_ok=True)
-    out = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + ".npy")
+    target_dir = out_dir or os.path.dirname(os.path.abspath(path))
+    os.makedirs(target_dir, exist_ok=True)
+    out = os.path.join(target_dir, os.path.splitext(os.path.basename(path))[0] + ".npy")
     tmp = f"{out}.tmp-{os.getpid()}.npy"
     np.save(tmp, embeddings)
     os.replace(tmp, out)
@@ -149,4 +153,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

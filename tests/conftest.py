@@ -13,7 +13,7 @@ import soundfile as sf
 from mirnet_jax.data import shards
 
 TRAIN_SPEAKERS = (101, 102, 103, 104, 105)
-TEST_SPEAKERS = (201, 202, 203)
+TEST_SPEAKERS = (201, 202, 203, 204)
 UTTERANCES = 6
 
 
@@ -67,3 +67,15 @@ def shard_dir(corpus, tmp_path_factory):
   out = str(tmp_path_factory.mktemp("shards"))
   shards.prepare(corpus["root"], out, utterances_per_shard=8, workers=1)
   return out
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(shard_dir, tmp_path_factory):
+  """A tiny model trained for a few steps on the synthetic shards."""
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from mirnet_jax import train  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  config.data.shards = shard_dir
+  workdir = str(tmp_path_factory.mktemp("trained"))
+  train.train_and_evaluate(config, workdir)
+  return workdir

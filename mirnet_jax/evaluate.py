@@ -1,0 +1,201 @@
+r"""The paper's verification protocol on mixtures (Section 4.1.2), with plots.
+
+  python -m mirnet_jax.evaluate --workdir=runs/demo/workdir [--trials=200]
+  python -m mirnet_jax.evaluate --workdir=... --trials=10000          # large mode, with CI
+  python -m mirnet_jax.evaluate --workdir=... --shards=OTHER_SHARDS   # another corpus
+  python -m mirnet_jax.evaluate --workdir=B --trials_from=A/eval      # A's trials, B's model
+
+Conditions: `seen` (training speakers, their held-out utterances), `unseen` (speakers never
+trained on), and `clean` (the unseen trials with each mixture replaced by its first source
+alone: the same model on non-overlapped speech, for context). With `--shards` every speaker
+of that corpus is unseen, so only `unseen` and `clean` are reported.
+
+A trial is an anchor S_A+B, a positive S_A'+C and a negative S_C'+D (crops of the training
+segment length at random offsets and gains, as in training). d_p and d_n are the smallest
+Euclidean distances between any output of the anchor and any output of the other mixture
+(Eq. 6, 7); the EER is computed from the scores -d_p (targets) and -d_n (non-targets), and
+again from the largest cosine similarities (`eer_cosine`).
+
+Writes `WORKDIR/eval/results.json`, the trial lists `trials_<condition>.json`, and PNGs
+(t-SNE, attention, DET) under `WORKDIR/eval/`, and prints a Markdown table.
+"""
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+from mirnet_jax import checkpointing
+from mirnet_jax import embed
+from mirnet_jax import features
+from mirnet_jax import losses
+from mirnet_jax import plots
+from mirnet_jax import verification
+from mirnet_jax.data import pipeline
+from mirnet_jax.data import shards
+
+CHUNK = 64  # trials embedded at a time: bounds memory in the 10,000-trial mode
+
+
+def _trial_mixtures(split, trials, crop_frames, parts=("anchor", "positive", "negative"),
+                    first_source_only=False):
+  """Stored-STFT mixtures `[len(trials) * len(parts), W, 257, 2]`, trial-major."""
+  out = []
+  for trial in trials:
+    for part in parts:
+      sources = getattr(trial, part)[:1] if first_source_only else getattr(trial, part)
+      mixed = pipeline.crop_sources(split, [s.utterance for s in sources],
+                                    [s.offset for s in sources], [s.gain for s in sources],
+                                    crop_frames).sum(axis=0)
+      out.append(mixed.astype(features.STORAGE_DTYPE))
+  return np.stack(out)
+
+
+def score_trials(extractor, split, trials, first_source_only=False):
+  """Target and non-target scores (Euclidean and cosine) of `trials`."""
+  scores = {m: ([], []) for m in ("euclidean", "cosine")}
+  for start in range(0, len(trials), CHUNK):
+    chunk = trials[start:start + CHUNK]
+    mixtures = _trial_mixtures(split, chunk, extractor.window,
+                               first_source_only=first_source_only)
+    emb = extractor.embed_windows(mixtures)["embeddings"].reshape(
+        len(chunk), 3, extractor.num_speakers, -1)
+    for metric, (target, nontarget) in scores.items():
+      target.append(verification.pair_scores(emb[:, 0], emb[:, 1], metric))
+      nontarget.append(verification.pair_scores(emb[:, 0], emb[:, 2], metric))
+  return {m: (np.concatenate(t), np.concatenate(n)) for m, (t, n) in scores.items()}
+
+
+def _trials_for(condition, split, split_name, config, num_trials, seed, eval_dir,
+                trials_from):
+  """Reads the trial list from `trials_from` if given, else makes one; saves it."""
+  utterances = [str(u) for u in split.utterance]
+  if trials_from:
+    trials, meta = verification.load_trials(
+        os.path.join(trials_from, f"trials_{condition}.json"))
+    if meta.get("utterances") != utterances:
+      raise checkpointing.CheckpointError(
+          f"{trials_from}: its {condition} trials index another split; evaluate on the "
+          "shards they were made from")
+  else:
+    trials = verification.make_trials(
+        split.label, split.frames, num_trials, seed, int(config.data.crop_frames),
+        float(config.data.gain_db_range), int(config.data.num_speakers))
+    meta = dict(split=split_name, seed=seed, utterances=utterances)
+  verification.save_trials(os.path.join(eval_dir, f"trials_{condition}.json"), trials, meta)
+  return trials
+
+
+def _seen_speaker_plots(extractor, split, eval_dir, seed, num_speakers_tsne=20,
+                        mixtures_tsne=120):
+  """t-SNE (Figure 3) and attention (Figure 2) plots from training speakers' held-out
+  utterances, whose classes let the permutation decision assign slots to speakers."""
+  spec = pipeline.MixtureSpec(extractor.num_speakers, extractor.window,
+                              float(extractor.config.data.gain_db_range), True)
+  rng = np.random.default_rng(seed)
+  speakers = rng.choice(np.unique(split.label), min(num_speakers_tsne,
+                                                    len(np.unique(split.label))),
+                        replace=False)
+  keep = np.isin(split.label, speakers)
+  subset = shards.Split(split.source, split.record[keep], split.label[keep],
+                        split.frames[keep], split.utterance[keep])
+  maker = pipeline.MixtureMaker(subset, spec, seed, epoch_length=mixtures_tsne)
+  examples = [maker(i) for i in range(mixtures_tsne)]
+  out = extractor.embed_windows(np.stack([e["mixture"] for e in examples]))
+  labels = np.stack([e["labels"] for e in examples])
+  perm = np.asarray(losses.permutation_min_ce(out["logits"], labels)["permutation"])
+  assigned = np.take_along_axis(labels, perm, axis=1)  # speaker of each output slot
+  n = extractor.num_speakers
+  paths = [plots.tsne(out["embeddings"].reshape(-1, out["embeddings"].shape[-1]),
+                      assigned.reshape(-1), np.tile(np.arange(n), len(examples)),
+                      os.path.join(eval_dir, "tsne.png"), seed=seed)]
+  # Figure 2: slot i's attention drawn over the source the permutation decision gave it.
+  example = examples[0]
+  source_of_slot = perm[0]
+  logmag = lambda x: features.log_magnitude(x.astype(np.float32))
+  paths.append(plots.attention(
+      logmag(example["mixture"]), np.stack([logmag(s) for s in example["sources"]]),
+      out["attention"][0][np.argsort(source_of_slot)],
+      os.path.join(eval_dir, "attention.png")))
+  return paths
+
+
+def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
+             seed: int = 0, trials_from: str | None = None, step: int | None = None,
+             make_plots: bool = True) -> dict:
+  """Runs the protocol; writes results, trial lists and plots under `workdir/eval`."""
+  extractor = embed.Extractor(workdir, step)
+  config = extractor.config
+  own_shards = shard_dir is None or os.path.abspath(shard_dir) == os.path.abspath(
+      config.data.shards)
+  shard_dir = shard_dir or config.data.shards
+  manifest = shards.load_manifest(shard_dir)
+  eval_dir = os.path.join(workdir, "eval")
+  os.makedirs(eval_dir, exist_ok=True)
+  conditions = {"seen": "heldout", "unseen": "unseen"} if own_shards else {"unseen": "unseen"}
+
+  results, curves, splits, unseen_trials = {}, {}, {}, None
+  for condition, split_name in conditions.items():
+    split = splits[condition] = shards.open_split(shard_dir, split_name, manifest)
+    trials = _trials_for(condition, split, split_name, config, num_trials, seed, eval_dir,
+                         trials_from)
+    scores = score_trials(extractor, split, trials)
+    results[condition] = verification.summarise(*scores["euclidean"], *scores["cosine"])
+    curves[condition] = scores["euclidean"]
+    if condition == "unseen":
+      unseen_trials = trials
+    logging.info("%s: %s", condition, results[condition])
+  clean = score_trials(extractor, splits["unseen"], unseen_trials, first_source_only=True)
+  results["clean"] = verification.summarise(*clean["euclidean"], *clean["cosine"])
+  results["meta"] = dict(step=extractor.step, shards=os.path.abspath(shard_dir),
+                         seed=seed, protocol="paper Section 4.1.2, Euclidean min-distance",
+                         corpus=manifest.get("source"))
+
+  plot_paths = []
+  if make_plots:
+    plot_paths.append(plots.det(curves, os.path.join(eval_dir, "det.png")))
+    if own_shards:
+      plot_paths += _seen_speaker_plots(extractor, splits["seen"], eval_dir, seed)
+  results["plots"] = plot_paths
+  path = os.path.join(eval_dir, "results.json")
+  with open(f"{path}.tmp-{os.getpid()}", "w") as f:
+    json.dump(results, f, indent=1)
+  os.replace(f"{path}.tmp-{os.getpid()}", path)
+  return results
+
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir.")
+_SHARDS = flags.DEFINE_string("shards", None, "Shards to evaluate on (default: the "
+                              "training run's; another corpus makes every speaker unseen).")
+_TRIALS = flags.DEFINE_integer("trials", 200, "Trials per condition (the paper: 200).")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the trial lists.")
+_TRIALS_FROM = flags.DEFINE_string("trials_from", None, "An eval directory whose trial "
+                                   "lists to reuse (compare checkpoints on the same trials).")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: best by validation).")
+_PLOTS = flags.DEFINE_boolean("plots", True, "Write the PNG plots.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not _WORKDIR.value:
+    raise app.UsageError("--workdir is required")
+  try:
+    results = evaluate(_WORKDIR.value, _SHARDS.value, _TRIALS.value, _SEED.value,
+                       _TRIALS_FROM.value, _STEP.value, _PLOTS.value)
+  except (checkpointing.CheckpointError, shards.ShardError, ValueError, OSError) as e:
+    sys.exit(f"error: {e}")
+  print(verification.markdown_table({k: v for k, v in results.items()
+                                     if k not in ("meta", "plots")}))
+  print(f"(checkpoint step {results['meta']['step']}; corpus {results['meta']['corpus']})")
+  for path in results["plots"]:
+    print(f"plot: {path}")
+  print(f"results: {os.path.join(_WORKDIR.value, 'eval', 'results.json')}")
+
+
+if __name__ == "__main__":
+  app.run(main)

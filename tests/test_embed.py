@@ -1,0 +1,75 @@
+"""The embedding extractor: restore from a workdir, fixed-shape windows, CLI."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mirnet_jax import embed
+from mirnet_jax import features
+from mirnet_jax import checkpointing
+from tests import conftest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def extractor(trained_workdir):
+  return embed.Extractor(trained_workdir, batch_size=4)
+
+
+def test_restores_the_best_checkpoint_and_embeds(extractor, trained_workdir):
+  assert extractor.step in (3, 6)
+  windows = np.random.default_rng(0).standard_normal(
+      (5, extractor.window, 257, 2)).astype(np.float16)
+  out = extractor.embed_windows(windows)
+  assert out["embeddings"].shape == (5, 2, 16)
+  assert out["logits"].shape == (5, 2, len(conftest.TRAIN_SPEAKERS))
+  assert out["attention"].shape == (5, 2, extractor.window)
+  # Batched in fixed-size batches: results do not depend on the batch a window lands in.
+  np.testing.assert_allclose(extractor.embed_windows(windows[3:4])["embeddings"][0],
+                             out["embeddings"][3], rtol=1e-5, atol=1e-5)
+
+
+def test_any_length_compiles_once(extractor):
+  rng = np.random.default_rng(1)
+  w = extractor.window
+  for frames in (7, w, w + 1, 3 * w + 17):
+    stored = rng.standard_normal((frames, 257, 2)).astype(np.float16)
+    starts = extractor.window_starts(frames)
+    assert starts[0] == 0 and starts[-1] == max(frames - w, 0)
+    assert all(b - a <= w // 2 for a, b in zip(starts, starts[1:]))
+    assert extractor.embed(stored).shape == (2, 16)
+  assert extractor._forward._cache_size() == 1  # pylint: disable=protected-access
+
+
+def test_windows_are_aligned_before_averaging():
+  rng = np.random.default_rng(2)
+  speakers = rng.standard_normal((2, 8)) * 5
+  windows = np.stack([speakers + 0.1 * rng.standard_normal((2, 8)) for _ in range(4)])
+  windows[1] = windows[1][::-1]  # slots come out swapped in window 1
+  windows[3] = windows[3][::-1]
+  np.testing.assert_allclose(embed.align_and_average(windows), speakers, atol=0.2)
+
+
+def test_cli_writes_one_npy_per_file(trained_workdir, tmp_path):
+  mix = conftest.synth_voice(101, 0, 5.0, 44100) + conftest.synth_voice(103, 1, 5.0, 44100)
+  sf.write(str(tmp_path / "mix.wav"), np.stack([mix, mix], axis=1), 44100)
+  (tmp_path / "bad.wav").write_bytes(b"not audio at all")
+  result = subprocess.run(
+      [sys.executable, "-m", "mirnet_jax.embed", f"--workdir={trained_workdir}",
+       f"--out_dir={tmp_path / 'out'}", str(tmp_path / "mix.wav"), str(tmp_path / "bad.wav")],
+      cwd=REPO, capture_output=True, text=True)
+  assert result.returncode == 1, result.stderr
+  assert "mix.wav: 2 x 16 embeddings from 5.00 s" in result.stdout
+  assert "bad.wav: skipped" in result.stderr
+  assert sorted(os.listdir(tmp_path / "out")) == ["mix.npy"]
+  assert np.load(tmp_path / "out" / "mix.npy").shape == (2, 16)
+
+
+def test_workdir_without_checkpoint(tmp_path):
+  with pytest.raises(checkpointing.CheckpointError, match="config.json"):
+    embed.Extractor(str(tmp_path))
