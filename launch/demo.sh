@@ -47,5 +47,11 @@ print("validation PIT accuracy by step (demo corpus): " +
       ", ".join(f"{s}: {100 * a:.1f}%" for s, a in val))
 PY
 
-echo "[4/4] evaluation -> $root/workdir/eval"
-python -m mirnet_jax.evaluate --workdir="$root/workdir"
+results="$root/workdir/eval/results.json"
+if [ -f "$results" ] && [ "$results" -nt "$root/workdir/checkpoints" ]; then
+  echo "[4/4] evaluation: complete, skipped ($results)"
+  python -m mirnet_jax.evaluate --workdir="$root/workdir" --report_only
+else
+  echo "[4/4] evaluation -> $root/workdir/eval"
+  python -m mirnet_jax.evaluate --workdir="$root/workdir"
+fi

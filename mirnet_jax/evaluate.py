@@ -179,22 +179,39 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: best by va
 _PLOTS = flags.DEFINE_boolean("plots", True, "Write the PNG plots.")
 
 
+_REPORT_ONLY = flags.DEFINE_boolean("report_only", False, "Print the stored results of the "
+                                   "last evaluation instead of evaluating.")
+
+
+def report(results: dict, results_path: str) -> str:
+  """The Markdown table, its provenance and the output paths."""
+  lines = [verification.markdown_table({k: v for k, v in results.items()
+                                        if k not in ("meta", "plots")}),
+           f"(checkpoint step {results['meta']['step']}; corpus {results['meta']['corpus']}; "
+           "EER = FAR = FRR point, scores = -min Euclidean distance over slot pairs)"]
+  lines += [f"plot: {path}" for path in results["plots"]]
+  lines.append(f"results: {results_path}")
+  return "\n".join(lines)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
+  results_path = os.path.join(_WORKDIR.value, "eval", "results.json")
   try:
-    results = evaluate(_WORKDIR.value, _SHARDS.value, _TRIALS.value, _SEED.value,
-                       _TRIALS_FROM.value, _STEP.value, _PLOTS.value)
+    if _REPORT_ONLY.value:
+      if not os.path.exists(results_path):
+        raise checkpointing.CheckpointError(f"no {results_path}: evaluate first")
+      with open(results_path) as f:
+        results = json.load(f)
+    else:
+      results = evaluate(_WORKDIR.value, _SHARDS.value, _TRIALS.value, _SEED.value,
+                         _TRIALS_FROM.value, _STEP.value, _PLOTS.value)
   except (checkpointing.CheckpointError, shards.ShardError, ValueError, OSError) as e:
     sys.exit(f"error: {e}")
-  print(verification.markdown_table({k: v for k, v in results.items()
-                                     if k not in ("meta", "plots")}))
-  print(f"(checkpoint step {results['meta']['step']}; corpus {results['meta']['corpus']})")
-  for path in results["plots"]:
-    print(f"plot: {path}")
-  print(f"results: {os.path.join(_WORKDIR.value, 'eval', 'results.json')}")
+  print(report(results, results_path))
 
 
 if __name__ == "__main__":
