@@ -44,7 +44,7 @@ def main(argv):
                jax.devices()[0].platform)
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (shards.ShardError, train.ConfigError) as e:
+  except (shards.ShardError, train.ConfigError, train.NonFiniteError) as e:
     sys.exit(f"error: {e}")
 
 

@@ -33,6 +33,10 @@ class ConfigError(ValueError):
   """A configuration that cannot run here (sizes, devices)."""
 
 
+class NonFiniteError(RuntimeError):
+  """The loss or the gradient became NaN/inf: training stops instead of going on."""
+
+
 @flax.struct.dataclass
 class TrainState:
   step: jax.Array
@@ -230,6 +234,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       # Read back only here: reading every step would stall the device.
       summed = jax.device_get(pending)
       last = {k: float(np.mean([m[k] for m in summed])) for k in summed[0]}
+      if not all(np.isfinite(m[k]) for m in summed for k in ("train/loss",
+                                                              "train/grad_norm")):
+        manager.wait_until_finished()
+        raise NonFiniteError(
+            f"non-finite loss or gradient between steps {step - len(summed) + 1} and "
+            f"{step}; last good checkpoint: step {manager.latest_step()} in {workdir}")
       elapsed = time.time() - tick
       rate = (step - tick_step) / max(elapsed, 1e-9)
       last["train/steps_per_s"] = rate

@@ -7,6 +7,7 @@ import sys
 import types
 
 import chex
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -93,3 +94,17 @@ def test_batch_not_divisible_by_devices_is_a_config_error(shard_dir):
     train._check(config, eight_devices)
   config.batch_size = 16
   train._check(config, eight_devices)
+
+
+def test_non_finite_loss_stops_the_run_naming_the_step(shard_dir, tmp_path, monkeypatch):
+  real_step = train.train_step
+
+  def poisoned(state, batch, **kwargs):
+    new_state, metrics = real_step(state, batch, **kwargs)
+    bad = jnp.where(state.step >= 3, jnp.nan, metrics["train/loss"])  # from step 4 on
+    return new_state, dict(metrics, **{"train/loss": bad})
+
+  monkeypatch.setattr(train, "train_step", poisoned)
+  with pytest.raises(train.NonFiniteError, match="between steps 3 and 4; last good "
+                     "checkpoint: step 3"):
+    train.train_and_evaluate(_config(shard_dir, 6), str(tmp_path))

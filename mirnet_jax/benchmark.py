@@ -1,0 +1,201 @@
+r"""Benchmark: train step, input pipeline and embedding extraction on this machine.
+
+  python -m mirnet_jax.benchmark [--config=configs/default.py] [--batch_size=8]
+      [--dtype=float32|bfloat16] [--shards=DIR] [--steps=3]
+
+Prints a human-readable table, then one JSON object with at least `device`,
+`train_examples_per_s`, `train_flops_fraction_of_matmul_peak`,
+`pipeline_mixtures_per_s_per_core` and `extract_mixtures_per_s`.
+
+* Train step: the config's model (default: the paper's size) on random 3 s mixtures,
+  compiled ahead of time; FLOPs per step from XLA's cost analysis; the achieved FLOP/s as a
+  fraction of the peak measured in this process by a large matrix multiply in the same
+  dtype (the practical limit of the backend).
+* Pipeline: the real grain pipeline over `--shards` (default: a small synthetic corpus
+  prepared in a temporary directory), in-process reading threads, one per core.
+* Extraction: the jitted forward pass of the extractor on batches of mixtures.
+"""
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import config_flags
+
+from mirnet_jax import features
+from mirnet_jax import train
+from mirnet_jax.data import pipeline
+from mirnet_jax.data import shards
+
+for _arg in sys.argv:  # as in main.py: configs import their siblings
+  if _arg.startswith("--config="):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(_arg[9:]))))
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "configs", "default.py")
+_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Model config.",
+                                          lock_config=True)
+_BATCH = flags.DEFINE_integer("batch_size", 8, "Global batch of the train step.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
+_SHARDS = flags.DEFINE_string("shards", None, "Shards for the pipeline benchmark.")
+_STEPS = flags.DEFINE_integer("steps", 3, "Timed train steps (after one warm-up step).")
+_CLASSES = flags.DEFINE_integer("num_classes", 251, "Classifier size (train-clean-100: 251).")
+_PIPELINE_SECONDS = flags.DEFINE_float("pipeline_seconds", 10.0, "Pipeline timing window.")
+
+
+def _timed(fn, repeats: int) -> float:
+  """Seconds per call of `fn` (blocking), after one warm-up call."""
+  jax.block_until_ready(fn())
+  start = time.perf_counter()
+  for _ in range(repeats):
+    out = fn()
+  jax.block_until_ready(out)
+  return (time.perf_counter() - start) / repeats
+
+
+def matmul_peak(dtype, size: int | None = None) -> float:
+  """FLOP/s of a large square matmul in `dtype`: the practical peak of this backend."""
+  size = size or (2048 if jax.default_backend() == "cpu" else 8192)
+  a = jnp.ones((size, size), dtype)
+  mm = jax.jit(lambda x, y: x @ y)
+  seconds = _timed(lambda: mm(a, a), 5)
+  return 2 * size ** 3 / seconds
+
+
+def bench_train(config, batch_size: int, num_classes: int, steps: int) -> dict:
+  mesh = jax.make_mesh((jax.device_count(),), ("data",))
+  model = train.build_model(config, num_classes)
+  tx, schedule = train.make_optimizer(config)
+  state, state_sharding = train.create_state(model, tx, config, mesh, jax.random.key(0))
+  batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  rng = np.random.default_rng(0)
+  batch = {
+      "mixture": jax.device_put(rng.standard_normal(
+          (batch_size, config.data.crop_frames, features.NUM_BINS, 2)).astype(np.float16),
+                                batch_sharding),
+      "labels": jax.device_put(np.stack([rng.choice(num_classes, config.data.num_speakers,
+                                                    replace=False)
+                                         for _ in range(batch_size)]).astype(np.int32),
+                               batch_sharding)}
+  start = time.perf_counter()
+  step = jax.jit(lambda s, b: train.train_step(s, b, model=model, tx=tx, schedule=schedule),
+                 in_shardings=(state_sharding, batch_sharding), donate_argnums=0)
+  compiled = step.lower(state, batch).compile()
+  compile_s = time.perf_counter() - start
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  flops = float(cost.get("flops", 0.0)) if cost else 0.0
+  holder = [state]
+
+  def one_step():
+    holder[0], metrics = compiled(holder[0], batch)
+    return metrics["train/loss"]
+
+  seconds = _timed(one_step, steps)
+  stats = jax.devices()[0].memory_stats() or {}
+  return dict(train_batch_size=batch_size, train_compile_s=compile_s,
+              train_step_s=seconds, train_examples_per_s=batch_size / seconds,
+              train_flops_per_example=flops / batch_size,
+              train_flops_per_s=flops / seconds,
+              peak_device_memory_bytes=stats.get("peak_bytes_in_use"))
+
+
+def bench_extract(config, num_classes: int, batch_size: int = 16) -> dict:
+  model = train.build_model(config, num_classes)
+  x = jnp.zeros((batch_size, config.data.crop_frames, features.NUM_BINS, 2), jnp.float16)
+  variables = jax.jit(lambda: model.init(jax.random.key(0), x, train=False))()
+  forward = jax.jit(lambda v, m: model.apply(v, m, train=False)["embeddings"])
+  seconds = _timed(lambda: forward(variables, x), 3)
+  return dict(extract_batch_size=batch_size, extract_mixtures_per_s=batch_size / seconds)
+
+
+def bench_pipeline(shard_dir: str | None, crop_frames: int, seconds: float) -> dict:
+  threads = os.cpu_count() or 1
+  with tempfile.TemporaryDirectory() as tmp:
+    if shard_dir is None:
+      shard_dir = _synthetic_shards(tmp)
+    spec = pipeline.MixtureSpec(crop_frames=crop_frames)
+    ds = pipeline.make_dataset(shard_dir, "train", spec, seed=0, epoch_length=10 ** 6,
+                               local_batch=32, read_threads=threads)
+    it = iter(ds)
+    next(it)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+      count += len(next(it)["labels"])
+    rate = count / (time.perf_counter() - start)
+  return dict(pipeline_threads=threads, pipeline_mixtures_per_s=rate,
+              pipeline_mixtures_per_s_per_core=rate / threads)
+
+
+def _synthetic_shards(tmp: str) -> str:
+  """Shards of a small synthetic corpus (harmonic tones, 8 speakers x 6 utterances of
+  4-12 s), so the pipeline can be timed without a prepared corpus."""
+  import soundfile as sf  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  for subset, speakers in (("train", range(8)), ("test", range(8, 12))):
+    for s in speakers:
+      d = os.path.join(tmp, "corpus", subset, str(100 + s), "1")
+      os.makedirs(d)
+      for u in range(6):
+        t = np.arange(int(rng.uniform(4, 12) * 16000)) / 16000
+        wave = sum(np.sin(2 * np.pi * (90 + 9 * s) * h * t) / h for h in range(1, 5))
+        sf.write(os.path.join(d, f"{100 + s}-1-{u:04d}.flac"), 0.1 * wave, 16000)
+  out = os.path.join(tmp, "shards")
+  shards.prepare(os.path.join(tmp, "corpus"), out, workers=1)
+  return out
+
+
+def run(config, batch_size: int, dtype: str, shard_dir: str | None, steps: int,
+        num_classes: int, pipeline_seconds: float) -> dict:
+  config = config.copy_and_resolve_references()
+  config.model.dtype = dtype
+  device = jax.devices()[0]
+  result = dict(device=f"{device.platform}:{device.device_kind}",
+                device_count=jax.device_count(), cpu_cores=os.cpu_count(), dtype=dtype,
+                crop_frames=int(config.data.crop_frames))
+  result.update(bench_train(config, batch_size, num_classes, steps))
+  result["matmul_peak_flops_per_s"] = matmul_peak(jnp.dtype(dtype))
+  result["train_flops_fraction_of_matmul_peak"] = (
+      result["train_flops_per_s"] / result["matmul_peak_flops_per_s"])
+  result.update(bench_extract(config, num_classes))
+  result.update(bench_pipeline(shard_dir, int(config.data.crop_frames), pipeline_seconds))
+  result["pipeline_keeps_up"] = (result["pipeline_mixtures_per_s"]
+                                 >= result["train_examples_per_s"])
+  return result
+
+
+def table(result: dict) -> str:
+  rows = [("device", result["device"]),
+          ("train step", f"{result['train_examples_per_s']:.2f} examples/s "
+                         f"(batch {result['train_batch_size']}, {result['dtype']}, "
+                         f"compile {result['train_compile_s']:.1f} s)"),
+          ("model FLOPs", f"{result['train_flops_per_example'] / 1e9:.2f} GFLOP/example, "
+                          f"{result['train_flops_per_s'] / 1e9:.1f} GFLOP/s achieved"),
+          ("matmul peak", f"{result['matmul_peak_flops_per_s'] / 1e9:.1f} GFLOP/s -> "
+                          f"{100 * result['train_flops_fraction_of_matmul_peak']:.0f}% of it"),
+          ("pipeline", f"{result['pipeline_mixtures_per_s']:.0f} mixtures/s on "
+                       f"{result['pipeline_threads']} threads = "
+                       f"{result['pipeline_mixtures_per_s_per_core']:.0f}/core "
+                       f"(keeps up: {result['pipeline_keeps_up']})"),
+          ("extraction", f"{result['extract_mixtures_per_s']:.1f} mixtures/s")]
+  return "\n".join(f"{k:12s} {v}" for k, v in rows)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  result = run(_CONFIG.value, _BATCH.value, _DTYPE.value, _SHARDS.value, _STEPS.value,
+               _CLASSES.value, _PIPELINE_SECONDS.value)
+  print(table(result))
+  print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  app.run(main)
