@@ -34,8 +34,8 @@ def get_config():
   c.optim.learning_rate = 3e-3
   c.optim.warmup_steps = 200
   c.batch_size = 32
-  c.num_train_steps = 3000
+  c.num_train_steps = 1800
   c.log_every = 50
-  c.eval_every = 500
+  c.eval_every = 300
   c.keep_checkpoints = 2
   return c

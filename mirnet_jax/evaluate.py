@@ -55,14 +55,22 @@ def _trial_mixtures(split, trials, crop_frames, parts=("anchor", "positive", "ne
   return np.stack(out)
 
 
-def score_trials(extractor, split, trials, first_source_only=False):
+def embed_mixtures(extractor, mixtures: np.ndarray) -> np.ndarray:
+  """`[M, T, 257, 2]` equal-length mixtures -> `[M, N, E]` (windowed as in embed.py)."""
+  windows = np.stack([extractor.windows_of(m) for m in mixtures])  # [M, K, W, 257, 2]
+  emb = extractor.embed_windows(windows.reshape((-1,) + windows.shape[2:]))["embeddings"]
+  emb = emb.reshape(windows.shape[:2] + emb.shape[1:])
+  return np.stack([embed.align_and_average(e) for e in emb])
+
+
+def score_trials(extractor, split, trials, segment_frames, first_source_only=False):
   """Target and non-target scores (Euclidean and cosine) of `trials`."""
   scores = {m: ([], []) for m in ("euclidean", "cosine")}
   for start in range(0, len(trials), CHUNK):
     chunk = trials[start:start + CHUNK]
-    mixtures = _trial_mixtures(split, chunk, extractor.window,
+    mixtures = _trial_mixtures(split, chunk, segment_frames,
                                first_source_only=first_source_only)
-    emb = extractor.embed_windows(mixtures)["embeddings"].reshape(
+    emb = embed_mixtures(extractor, mixtures).reshape(
         len(chunk), 3, extractor.num_speakers, -1)
     for metric, (target, nontarget) in scores.items():
       target.append(verification.pair_scores(emb[:, 0], emb[:, 1], metric))
@@ -70,22 +78,27 @@ def score_trials(extractor, split, trials, first_source_only=False):
   return {m: (np.concatenate(t), np.concatenate(n)) for m, (t, n) in scores.items()}
 
 
-def _trials_for(condition, split, split_name, config, num_trials, seed, eval_dir,
-                trials_from):
+def _trials_for(condition, split, split_name, config, num_trials, seed, segment_frames,
+                eval_dir, trials_from):
   """Reads the trial list from `trials_from` if given, else makes one; saves it."""
   utterances = [str(u) for u in split.utterance]
   if trials_from:
     trials, meta = verification.load_trials(
         os.path.join(trials_from, f"trials_{condition}.json"))
+    if meta.get("segment_frames") != segment_frames:
+      raise checkpointing.CheckpointError(
+          f"{trials_from}: its trials are {meta.get('segment_frames')}-frame segments, not "
+          f"{segment_frames}; pass the same --segment_seconds")
     if meta.get("utterances") != utterances:
       raise checkpointing.CheckpointError(
           f"{trials_from}: its {condition} trials index another split; evaluate on the "
           "shards they were made from")
   else:
     trials = verification.make_trials(
-        split.label, split.frames, num_trials, seed, int(config.data.crop_frames),
+        split.label, split.frames, num_trials, seed, segment_frames,
         float(config.data.gain_db_range), int(config.data.num_speakers))
-    meta = dict(split=split_name, seed=seed, utterances=utterances)
+    meta = dict(split=split_name, seed=seed, segment_frames=segment_frames,
+                utterances=utterances)
   verification.save_trials(os.path.join(eval_dir, f"trials_{condition}.json"), trials, meta)
   return trials
 
@@ -126,9 +139,10 @@ def _seen_speaker_plots(extractor, split, eval_dir, seed, num_speakers_tsne=20,
 
 def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
              seed: int = 0, trials_from: str | None = None, step: int | None = None,
-             make_plots: bool = True) -> dict:
+             make_plots: bool = True, segment_seconds: float = 6.0) -> dict:
   """Runs the protocol; writes results, trial lists and plots under `workdir/eval`."""
   extractor = embed.Extractor(workdir, step)
+  segment_frames = int(round(segment_seconds * features.SAMPLE_RATE / features.HOP_LENGTH))
   config = extractor.config
   own_shards = shard_dir is None or os.path.abspath(shard_dir) == os.path.abspath(
       config.data.shards)
@@ -141,18 +155,20 @@ def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
   results, curves, splits, unseen_trials = {}, {}, {}, None
   for condition, split_name in conditions.items():
     split = splits[condition] = shards.open_split(shard_dir, split_name, manifest)
-    trials = _trials_for(condition, split, split_name, config, num_trials, seed, eval_dir,
-                         trials_from)
-    scores = score_trials(extractor, split, trials)
+    trials = _trials_for(condition, split, split_name, config, num_trials, seed,
+                         segment_frames, eval_dir, trials_from)
+    scores = score_trials(extractor, split, trials, segment_frames)
     results[condition] = verification.summarise(*scores["euclidean"], *scores["cosine"])
     curves[condition] = scores["euclidean"]
     if condition == "unseen":
       unseen_trials = trials
     logging.info("%s: %s", condition, results[condition])
-  clean = score_trials(extractor, splits["unseen"], unseen_trials, first_source_only=True)
+  clean = score_trials(extractor, splits["unseen"], unseen_trials, segment_frames,
+                       first_source_only=True)
   results["clean"] = verification.summarise(*clean["euclidean"], *clean["cosine"])
   results["meta"] = dict(step=extractor.step, shards=os.path.abspath(shard_dir),
-                         seed=seed, protocol="paper Section 4.1.2, Euclidean min-distance",
+                         seed=seed, segment_seconds=segment_seconds,
+                         protocol="paper Section 4.1.2, Euclidean min-distance",
                          corpus=manifest.get("source"))
 
   plot_paths = []
@@ -177,6 +193,8 @@ _TRIALS_FROM = flags.DEFINE_string("trials_from", None, "An eval directory whose
                                    "lists to reuse (compare checkpoints on the same trials).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: best by validation).")
 _PLOTS = flags.DEFINE_boolean("plots", True, "Write the PNG plots.")
+_SEGMENT = flags.DEFINE_float("segment_seconds", 6.0, "Length of each trial mixture "
+                              "(sources cropped at random offsets; zero-padded if shorter).")
 
 
 _REPORT_ONLY = flags.DEFINE_boolean("report_only", False, "Print the stored results of the "
@@ -188,7 +206,8 @@ def report(results: dict, results_path: str) -> str:
   lines = [verification.markdown_table({k: v for k, v in results.items()
                                         if k not in ("meta", "plots")}),
            f"(checkpoint step {results['meta']['step']}; corpus {results['meta']['corpus']}; "
-           "EER = FAR = FRR point, scores = -min Euclidean distance over slot pairs)"]
+           f"{results['meta']['segment_seconds']:g} s mixtures; EER = FAR = FRR point, "
+           "scores = -min Euclidean distance over slot pairs)"]
   lines += [f"plot: {path}" for path in results["plots"]]
   lines.append(f"results: {results_path}")
   return "\n".join(lines)
@@ -208,7 +227,7 @@ def main(argv):
         results = json.load(f)
     else:
       results = evaluate(_WORKDIR.value, _SHARDS.value, _TRIALS.value, _SEED.value,
-                         _TRIALS_FROM.value, _STEP.value, _PLOTS.value)
+                         _TRIALS_FROM.value, _STEP.value, _PLOTS.value, _SEGMENT.value)
   except (checkpointing.CheckpointError, shards.ShardError, ValueError, OSError) as e:
     sys.exit(f"error: {e}")
   print(report(results, results_path))

@@ -31,7 +31,7 @@ def test_results_cover_every_condition(results, trained_workdir):
                                                               "attention.png"}
 
 
-def test_same_trials_from_a_file_give_the_same_scores(results, trained_workdir, tmp_path):
+def test_same_trials_from_a_file_give_the_same_scores(results, trained_workdir):
   eval_dir = os.path.join(trained_workdir, "eval")
   again = evaluate.evaluate(trained_workdir, num_trials=5, trials_from=eval_dir,
                             make_plots=False)
