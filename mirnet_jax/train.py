@@ -7,6 +7,8 @@ collectives written by hand.
 """
 
 import functools
+import signal
+import threading
 import time
 from typing import Any
 
@@ -227,35 +229,62 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   pending, last = [], {}
   tick, tick_step = time.time(), start
-  for step in range(start + 1, config.num_train_steps + 1):
-    state, metrics = step_fn(state, to_global(next(train_iter), batch_sharding))
-    pending.append(metrics)
-    if step % config.log_every == 0 or step == config.num_train_steps:
-      # Read back only here: reading every step would stall the device.
-      summed = jax.device_get(pending)
-      last = {k: float(np.mean([m[k] for m in summed])) for k in summed[0]}
-      if not all(np.isfinite(m[k]) for m in summed for k in ("train/loss",
-                                                              "train/grad_norm")):
-        manager.wait_until_finished()
-        raise NonFiniteError(
-            f"non-finite loss or gradient between steps {step - len(summed) + 1} and "
-            f"{step}; last good checkpoint: step {manager.latest_step()} in {workdir}")
-      elapsed = time.time() - tick
-      rate = (step - tick_step) / max(elapsed, 1e-9)
-      last["train/steps_per_s"] = rate
-      last["train/examples_per_s"] = rate * config.batch_size
-      writer.write(step, last)
-      logging.info("progress: step %d/%d (%.0f%%), eta %.0f s", step,
-                   config.num_train_steps, 100 * step / config.num_train_steps,
-                   (config.num_train_steps - step) / max(rate, 1e-9))
-      pending, tick, tick_step = [], time.time(), step
-    if step % config.eval_every == 0 or step == config.num_train_steps:
-      val = evaluate(state, eval_fn, config, batch_sharding, manifest)
-      writer.write(step, val)
-      last.update(val)
-      checkpointing.save(manager, step, state, train_iter,
-                         metrics={k: float(v) for k, v in val.items()})
-      tick, tick_step = time.time(), step  # throughput excludes validation
+  with _SigtermFlag() as sigterm:
+    for step in range(start + 1, config.num_train_steps + 1):
+      state, metrics = step_fn(state, to_global(next(train_iter), batch_sharding))
+      pending.append(metrics)
+      if step % config.log_every == 0 or step == config.num_train_steps:
+        # Read back only here: reading every step would stall the device.
+        summed = jax.device_get(pending)
+        last = {k: float(np.mean([m[k] for m in summed])) for k in summed[0]}
+        if not all(np.isfinite(m[k]) for m in summed for k in ("train/loss",
+                                                                "train/grad_norm")):
+          manager.wait_until_finished()
+          raise NonFiniteError(
+              f"non-finite loss or gradient between steps {step - len(summed) + 1} and "
+              f"{step}; last good checkpoint: step {manager.latest_step()} in {workdir}")
+        rate = (step - tick_step) / max(time.time() - tick, 1e-9)
+        last["train/steps_per_s"] = rate
+        last["train/examples_per_s"] = rate * config.batch_size
+        writer.write(step, last)
+        logging.info("progress: step %d/%d (%.0f%%), eta %.0f s", step,
+                     config.num_train_steps, 100 * step / config.num_train_steps,
+                     (config.num_train_steps - step) / max(rate, 1e-9))
+        pending, tick, tick_step = [], time.time(), step
+      saved = step % config.eval_every == 0 or step == config.num_train_steps
+      if saved:
+        val = evaluate(state, eval_fn, config, batch_sharding, manifest)
+        writer.write(step, val)
+        last.update(val)
+        checkpointing.save(manager, step, state, train_iter,
+                           metrics={k: float(v) for k, v in val.items()})
+        tick, tick_step = time.time(), step  # throughput excludes validation
+      if sigterm.received or manager.reached_preemption(step):
+        # Preempted (SIGTERM here, or JAX's multi-host preemption sync point): save this
+        # step with the data iterator's position and stop; the same command resumes.
+        if not saved:
+          checkpointing.save(manager, step, state, train_iter)
+        logging.info("preempted: saved step %d; rerun the same command to resume", step)
+        break
   manager.wait_until_finished()
   writer.close()
   return last
+
+
+class _SigtermFlag:
+  """Within the block, SIGTERM sets `received` instead of killing the process."""
+
+  def __enter__(self):
+    self.received = False
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():  # signals: main thread only
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.received = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)

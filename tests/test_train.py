@@ -108,3 +108,30 @@ def test_non_finite_loss_stops_the_run_naming_the_step(shard_dir, tmp_path, monk
   with pytest.raises(train.NonFiniteError, match="between steps 3 and 4; last good "
                      "checkpoint: step 3"):
     train.train_and_evaluate(_config(shard_dir, 6), str(tmp_path))
+
+
+def test_sigterm_saves_the_current_step_and_the_same_command_resumes(shard_dir, tmp_path):
+  import signal
+  import time
+  workdir = tmp_path / "run"
+  flags = ["--config=configs/tiny.py", f"--workdir={workdir}",
+           f"--config.data.shards={shard_dir}", "--config.num_train_steps=100000",
+           "--config.eval_every=100000", "--config.log_every=1"]
+  proc = subprocess.Popen([sys.executable, "-m", "mirnet_jax.main", *flags], cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while not (workdir / "metrics.jsonl").exists() or len(_metrics(str(workdir))) < 3:
+    assert time.time() < deadline and proc.poll() is None, proc.communicate()[1][-2000:]
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 0, stderr[-2000:]
+  saved = sorted(int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit())
+  assert len(saved) == 1 and saved[0] >= 3 and "preempted: saved step" in stderr
+  # The same command resumes from that step (here stopped by a smaller step budget).
+  result = _main(*flags[:3], f"--config.num_train_steps={saved[0] + 2}",
+                 "--config.eval_every=100000", "--config.log_every=1")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert f"resumed from step {saved[0]}" in result.stderr
+  steps = [r["step"] for r in _metrics(str(workdir)) if "train/loss" in r]
+  assert steps[-2:] == [saved[0] + 1, saved[0] + 2]
