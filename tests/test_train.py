@@ -13,6 +13,7 @@ import pytest
 
 from configs import tiny
 from mirnet_jax import train
+from tests import conftest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -135,3 +136,44 @@ def test_sigterm_saves_the_current_step_and_the_same_command_resumes(shard_dir, 
   assert f"resumed from step {saved[0]}" in result.stderr
   steps = [r["step"] for r in _metrics(str(workdir)) if "train/loss" in r]
   assert steps[-2:] == [saved[0] + 1, saved[0] + 2]
+
+
+def test_a_crash_resumes_to_bit_identical_parameters_and_metrics(shard_dir, tmp_path,
+                                                                  monkeypatch):
+  import jax
+  from mirnet_jax import checkpointing
+  config = _config(shard_dir, 8)
+  config.eval_every, config.log_every = 4, 2
+
+  def final_params(workdir):
+    manager = checkpointing.make_manager(workdir, 2, read_only=True)
+    model = train.build_model(config, len(conftest.TRAIN_SPEAKERS))
+    tx, _ = train.make_optimizer(config)
+    mesh = jax.make_mesh((1,), ("data",), devices=jax.local_devices()[:1])
+    state = checkpointing.restore(manager, train.abstract_state(model, tx, config, mesh))
+    return jax.device_get(state)
+
+  train.train_and_evaluate(config, str(tmp_path / "whole"))
+
+  real_to_global, calls = train.to_global, []
+
+  def crash_at_step_7(batch, sharding):
+    calls.append(1)
+    if len(calls) == 7:
+      raise KeyboardInterrupt("simulated crash")
+    return real_to_global(batch, sharding)
+
+  monkeypatch.setattr(train, "to_global", crash_at_step_7)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, str(tmp_path / "crashed"))
+  monkeypatch.setattr(train, "to_global", real_to_global)
+  train.train_and_evaluate(config, str(tmp_path / "crashed"))  # resumes from step 4
+
+  whole, resumed = final_params(str(tmp_path / "whole")), final_params(str(tmp_path / "crashed"))
+  assert int(whole.step) == int(resumed.step) == 8
+  for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(resumed)):
+    np.testing.assert_array_equal(a, b)
+  drop_rates = lambda rows: [{k: v for k, v in r.items() if "_per_s" not in k}
+                             for r in rows if r["step"] > 4]
+  resumed_rows = drop_rates(_metrics(str(tmp_path / "crashed")))
+  assert drop_rates(_metrics(str(tmp_path / "whole"))) == resumed_rows[-3:]
