@@ -40,6 +40,26 @@ def load_config(workdir: str) -> tuple[ml_collections.ConfigDict, int]:
   return ml_collections.ConfigDict(payload["config"]), int(payload["num_classes"])
 
 
+def check_compatible(workdir: str, config: ml_collections.ConfigDict, num_classes: int):
+  """Raises CheckpointError naming every model field in which the run saved in `workdir`
+  differs from `config` (restoring would otherwise fail deep inside orbax)."""
+  if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+    return
+  saved, saved_classes = load_config(workdir)
+  normal = lambda x: json.loads(json.dumps(x.to_dict() if hasattr(x, "to_dict") else x))
+  diffs = [f"num_classes: {saved_classes} (checkpoint) vs {num_classes} (shards)"
+           ] if saved_classes != num_classes else []
+  fields = [("model", k) for k in config.model] + [("data", "num_speakers")]
+  for group, key in fields:
+    old = normal(saved[group].get(key)) if group in saved else None
+    new = normal(config[group][key])
+    if old != new:
+      diffs.append(f"{group}.{key}: {old} (checkpoint) vs {new} (config)")
+  if diffs:
+    raise CheckpointError(f"{workdir} holds a checkpoint of another model: "
+                          + "; ".join(diffs) + ". Use a new --workdir.")
+
+
 def make_manager(workdir: str, keep: int, read_only: bool = False) -> ocp.CheckpointManager:
   policy = ocp.checkpoint_managers.AnyPreservationPolicy([
       ocp.checkpoint_managers.LatestN(n=keep),

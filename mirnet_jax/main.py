@@ -36,6 +36,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_quiet_libraries)
   import jax  # after flag parsing, so that --help stays fast
+  from mirnet_jax import checkpointing
   from mirnet_jax import train
   from mirnet_jax.data import shards
 
@@ -44,7 +45,8 @@ def main(argv):
                jax.devices()[0].platform)
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (shards.ShardError, train.ConfigError, train.NonFiniteError) as e:
+  except (shards.ShardError, checkpointing.CheckpointError, train.ConfigError,
+          train.NonFiniteError) as e:
     sys.exit(f"error: {e}")
 
 

@@ -194,6 +194,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   manager = checkpointing.make_manager(workdir, config.keep_checkpoints)
   if manager.latest_step() is not None:
+    checkpointing.check_compatible(workdir, config, manifest["num_classes"])
     state = checkpointing.restore(manager, state, train_iter)
     logging.info("resumed from step %d", int(state.step))
   start = int(state.step)

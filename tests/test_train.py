@@ -177,3 +177,17 @@ def test_a_crash_resumes_to_bit_identical_parameters_and_metrics(shard_dir, tmp_
                              for r in rows if r["step"] > 4]
   resumed_rows = drop_rates(_metrics(str(tmp_path / "crashed")))
   assert drop_rates(_metrics(str(tmp_path / "whole"))) == resumed_rows[-3:]
+
+
+def test_a_checkpoint_of_another_model_is_refused_naming_the_fields(shard_dir, tmp_path):
+  from mirnet_jax import checkpointing
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(_config(shard_dir, 3), workdir)
+  config = _config(shard_dir, 6)
+  config.model.embedding_dim = 24
+  config.model.resnet_widths = (4, 8, 8, 16)
+  with pytest.raises(checkpointing.CheckpointError, match="another model") as error:
+    train.train_and_evaluate(config, workdir)
+  assert "model.resnet_widths: [4, 8, 8, 8] (checkpoint) vs [4, 8, 8, 16]" in str(error.value)
+  assert "model.embedding_dim: 16 (checkpoint) vs 24 (config)" in str(error.value)
+  assert "num_classes" not in str(error.value)
