@@ -1,5 +1,7 @@
 """Corpus readers: LibriSpeech-layout directories and TFDS librispeech (mocked)."""
 
+import hypothesis
+from hypothesis import strategies as st
 import numpy as np
 import pytest
 import soundfile as sf
@@ -86,3 +88,15 @@ def test_tfds_without_tensorflow_gives_a_hint(monkeypatch):
   monkeypatch.setattr(builtins, "__import__", no_tensorflow)
   with pytest.raises(corpora.CorpusError, match=r"pip install -e '\.\[tfds\]'"):
     corpora.open_corpus("tfds:librispeech")
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(data=st.binary(max_size=2048),
+                  header=st.sampled_from([b"", b"RIFF", b"fLaC", b"OggS"]))
+def test_audio_loader_on_random_bytes_returns_audio_or_a_clear_error(data, header):
+  try:
+    wave = audio.load(header + data)
+  except audio.AudioError:
+    return
+  assert wave.dtype == np.float32 and wave.ndim == 1 and wave.size > 0
+  assert np.all(np.isfinite(wave))
