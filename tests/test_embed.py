@@ -9,7 +9,6 @@ import pytest
 import soundfile as sf
 
 from mirnet_jax import embed
-from mirnet_jax import features
 from mirnet_jax import checkpointing
 from tests import conftest
 

@@ -1,8 +1,6 @@
 """The grain mixing pipeline: shapes, exact mixing, determinism, host slicing, splits."""
 
-import os
 
-import grain
 import numpy as np
 import pytest
 
