@@ -24,6 +24,7 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  c.task = "mirnet"  # see mirnet_jax/tasks.py
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()

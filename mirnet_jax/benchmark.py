@@ -30,6 +30,7 @@ import numpy as np
 from ml_collections import config_flags
 
 from mirnet_jax import features
+from mirnet_jax import tasks
 from mirnet_jax import train
 from mirnet_jax.data import pipeline
 from mirnet_jax.data import shards
@@ -71,9 +72,9 @@ def matmul_peak(dtype, size: int | None = None) -> float:
 
 def bench_train(config, batch_size: int, num_classes: int, steps: int) -> dict:
   mesh = jax.make_mesh((jax.device_count(),), ("data",))
-  model = train.build_model(config, num_classes)
+  task = tasks.Task(config, num_classes)
   tx, schedule = train.make_optimizer(config)
-  state, state_sharding = train.create_state(model, tx, config, mesh, jax.random.key(0))
+  state, state_sharding = train.create_state(task, tx, mesh, jax.random.key(0))
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
   rng = np.random.default_rng(0)
   batch = {
@@ -85,7 +86,7 @@ def bench_train(config, batch_size: int, num_classes: int, steps: int) -> dict:
                                          for _ in range(batch_size)]).astype(np.int32),
                                batch_sharding)}
   start = time.perf_counter()
-  step = jax.jit(lambda s, b: train.train_step(s, b, model=model, tx=tx, schedule=schedule),
+  step = jax.jit(lambda s, b: train.train_step(s, b, {}, task=task, tx=tx, schedule=schedule),
                  in_shardings=(state_sharding, batch_sharding), donate_argnums=0)
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - start

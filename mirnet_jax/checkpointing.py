@@ -1,6 +1,7 @@
 """One orbax CheckpointManager for the train state and the grain iterator state.
 
-Keeps the latest `keep` checkpoints and the best one by validation accuracy. Restoring
+Keeps the latest `keep` checkpoints and the best one by the task's validation metric
+(PIT accuracy, or SNR improvement for separators; higher is better for both). Restoring
 uses the abstract (sharded) state, so arrays come back already placed on the mesh.
 """
 
@@ -8,10 +9,11 @@ import json
 import os
 
 import grain
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-BEST_METRIC = "val/accuracy"
+BEST_METRIC = "val/accuracy"  # the default: classifiers
 CONFIG_FILE = "config.json"
 
 
@@ -49,6 +51,9 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict, num_classe
   normal = lambda x: json.loads(json.dumps(x.to_dict() if hasattr(x, "to_dict") else x))
   diffs = [f"num_classes: {saved_classes} (checkpoint) vs {num_classes} (shards)"
            ] if saved_classes != num_classes else []
+  if saved.get("task", "mirnet") != config.get("task", "mirnet"):
+    diffs.append(f"task: {saved.get('task', 'mirnet')} (checkpoint) vs "
+                 f"{config.get('task', 'mirnet')} (config)")
   fields = [("model", k) for k in config.model] + [("data", "num_speakers")]
   for group, key in fields:
     old = normal(saved[group].get(key)) if group in saved else None
@@ -60,10 +65,11 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict, num_classe
                           + "; ".join(diffs) + ". Use a new --workdir.")
 
 
-def make_manager(workdir: str, keep: int, read_only: bool = False) -> ocp.CheckpointManager:
+def make_manager(workdir: str, keep: int, best_metric: str = BEST_METRIC,
+                 read_only: bool = False) -> ocp.CheckpointManager:
   policy = ocp.checkpoint_managers.AnyPreservationPolicy([
       ocp.checkpoint_managers.LatestN(n=keep),
-      ocp.checkpoint_managers.BestN(get_metric_fn=lambda m: m[BEST_METRIC], n=1),
+      ocp.checkpoint_managers.BestN(get_metric_fn=lambda m: m[best_metric], n=1),
   ])
   options = ocp.CheckpointManagerOptions(preservation_policy=policy, read_only=read_only,
                                          create=not read_only)
@@ -85,6 +91,31 @@ def restore(manager: ocp.CheckpointManager, abstract_state, data_iterator=None,
   also rewinds `data_iterator` when given. Returns the state."""
   step = manager.latest_step() if step is None else step
   items = dict(state=ocp.args.StandardRestore(abstract_state))
-  if data_iterator is not None:
+  data_dir = os.path.join(manager.directory, str(step), "data")
+  same_processes = os.path.exists(os.path.join(
+      data_dir, f"process_{jax.process_index()}-of-{jax.process_count()}.json"))
+  if data_iterator is not None and same_processes:
     items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-  return manager.restore(step, args=ocp.args.Composite(**items))["state"]
+  state = manager.restore(step, args=ocp.args.Composite(**items))["state"]
+  if data_iterator is not None and not same_processes:
+    _restore_position(data_dir, data_iterator)
+  return state
+
+
+def _restore_position(data_dir: str, data_iterator):
+  """Rewinds `data_iterator` from a checkpoint saved by another number of processes.
+
+  grain keeps one file per process (`process_{i}-of-{n}.json`). The position in it counts
+  global batches (make_dataset: host p's local batch k is its slice of global batch k), so
+  every process saved the same state and any file serves: a run saved by 2 hosts resumes
+  on 1 or 4.
+  """
+  states = set()
+  for name in os.listdir(data_dir):
+    if name.startswith("process_") and name.endswith(".json"):
+      with open(os.path.join(data_dir, name)) as f:
+        states.add(json.dumps(json.load(f), sort_keys=True))
+  if len(states) != 1:
+    raise CheckpointError(f"{data_dir} holds {len(states)} different data iterator "
+                          f"states; they cannot resume on {jax.process_count()} processes")
+  data_iterator.set_state(json.loads(states.pop()))

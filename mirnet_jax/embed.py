@@ -3,7 +3,17 @@ r"""Speaker embeddings of mixtures from a trained workdir.
   python -m mirnet_jax.embed --workdir=runs/demo/workdir mix1.wav mix2.flac ...
 
 writes `<name>.npy` (`[N, E]`: one embedding per speaker slot) beside each input (or in
-`--out_dir`) and prints one line per file. Any sample rate or channel count is accepted.
+`--out_dir`) and prints one line per file. Any sample rate or channel count is accepted
+(resampled to 16 kHz, channels averaged), and any length: a file is read in blocks of
+10 s and embedded a batch of windows at a time, so memory does not grow with its length.
+
+A file that cannot be embedded is reported on stderr as `<file>: skipped: <reason>` and
+gets no `.npy` (none is ever left half-written): a missing, unreadable, corrupt, truncated
+or empty file, non-finite samples, or silence (RMS below -120 dBFS; there is no speaker to
+embed, and an embedding of digital silence would look like any other). The other files are
+still embedded. The exit status is 0 if every file was embedded, else 1, with a last line
+`error: K of N files could not be embedded`; a workdir without a checkpoint exits 1 at
+once, writing nothing.
 
 The extractor restores the parameters and BatchNorm statistics from the orbax checkpoint
 (the best by validation accuracy, or `--step`) and the model from the workdir's
@@ -29,6 +39,7 @@ import numpy as np
 
 from mirnet_jax import checkpointing
 from mirnet_jax import features
+from mirnet_jax import tasks
 from mirnet_jax import train
 from mirnet_jax.data import audio
 from mirnet_jax.data import shards
@@ -39,24 +50,15 @@ class Extractor:
 
   def __init__(self, workdir: str, step: int | None = None, batch_size: int = 16):
     self.config, self.num_classes = checkpointing.load_config(workdir)
+    if tasks.task_name(self.config) not in tasks.CLASSIFIERS:
+      raise checkpointing.CheckpointError(
+          f"{workdir} holds a {tasks.task_name(self.config)} separator, not an embedding "
+          "model (use python -m mirnet_jax.separate)")
     self.window = int(self.config.data.crop_frames)
     self.num_speakers = int(self.config.data.num_speakers)
     self.batch_size = batch_size
-    self.model = train.build_model(self.config, self.num_classes)
-    manager = checkpointing.make_manager(workdir, int(self.config.keep_checkpoints),
-                                         read_only=True)
-    if step is None:
-      step = manager.best_step()
-      step = manager.latest_step() if step is None else step
-    if step is None or step not in manager.all_steps():
-      raise checkpointing.CheckpointError(
-          f"no checkpoint{'' if step is None else f' at step {step}'} in {workdir}")
-    self.step = step
-    tx, _ = train.make_optimizer(self.config)
-    mesh = jax.make_mesh((1,), ("data",), devices=jax.local_devices()[:1])
-    state = checkpointing.restore(
-        manager, train.abstract_state(self.model, tx, self.config, mesh), step=step)
-    self.variables = {"params": state.params, "batch_stats": state.batch_stats}
+    task, self.variables, self.step = train.restore_inference(workdir, step)
+    self.model = task.model
     self._forward = jax.jit(lambda v, x: self.model.apply(v, x, train=False))
 
   def embed_windows(self, windows: np.ndarray) -> dict:
@@ -91,24 +93,122 @@ class Extractor:
 
   def embed_waveform(self, waveform: np.ndarray) -> np.ndarray:
     """The `[N, E]` embeddings of a 16 kHz mono mixture waveform."""
+    return self.embed_stream(lambda: [waveform])[0]
+
+  def embed_file(self, path: str) -> tuple[np.ndarray, int, int]:
+    """The `[N, E]` embeddings of an audio file (any rate and channels) of any length, read
+    in blocks so that memory does not grow with its length; with its samples at 16 kHz
+    and its number of windows.
+
+    Raises:
+      audio.AudioError: the file cannot be used, or it is silent.
+    """
+    return self.embed_stream(lambda: audio.stream(path))
+
+  def embed_stream(self, open_blocks) -> tuple[np.ndarray, int, int]:
+    """`embed_file` of a waveform given as 16 kHz mono blocks: `open_blocks()` returns an
+    iterable of them, and is called twice (the level is needed before the first window)."""
     # Level as in training: N sources of TARGET_RMS each sum to ~sqrt(N) * TARGET_RMS.
-    rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
+    energy, samples = 0.0, 0
+    for block in open_blocks():
+      energy += float(np.sum(np.square(block, dtype=np.float64)))
+      samples += len(block)
+    if samples == 0:
+      raise audio.AudioError("no samples")
+    rms = np.sqrt(energy / samples)
     if rms < 1e-6:
-      raise audio.AudioError("silent (RMS below -120 dBFS)")
+      raise audio.AudioError("silent (RMS below -120 dBFS): no speaker to embed")
     scale = shards.TARGET_RMS * np.sqrt(self.num_speakers) / rms
-    return self.embed(features.to_storage(features.stft(waveform * scale)))
+    frames = features.num_frames(samples)
+    starts = self.window_starts(frames)
+    reader = _SampleReader(open_blocks())
+    mean = AlignedMean()
+    for first in range(0, len(starts), self.batch_size):
+      batch = starts[first:first + self.batch_size]
+      stored = _stored_frames(reader, batch[0], batch[-1] + self.window, frames, scale)
+      windows = np.stack([stored[s - batch[0]:s - batch[0] + self.window] for s in batch])
+      mean.add(self.embed_windows(windows)["embeddings"])
+    return mean.value(), samples, len(starts)
+
+
+class _SampleReader:
+  """Sample ranges of a stream of blocks, read forwards: `take(start, stop)` returns samples
+  [start, stop), zeros outside the signal, and forgets the samples before `start`."""
+
+  def __init__(self, blocks):
+    self._blocks = iter(blocks)
+    self._buffer = np.zeros(0, np.float32)
+    self._offset = 0  # the sample index of _buffer[0]
+
+  def take(self, start: int, stop: int) -> np.ndarray:
+    pending = [self._buffer]
+    end = self._offset + len(self._buffer)
+    while end < stop:
+      block = next(self._blocks, None)
+      if block is None:
+        break
+      pending.append(block)
+      end += len(block)
+    keep = max(0, start - self._offset)
+    self._buffer = np.concatenate(pending)[keep:]
+    self._offset += keep
+    out = np.zeros(stop - start, np.float32)
+    lo = max(start, self._offset)
+    chunk = self._buffer[lo - self._offset:max(0, stop - self._offset)]
+    out[lo - start:lo - start + len(chunk)] = chunk
+    return out
+
+
+def _stored_frames(reader: _SampleReader, first: int, stop: int, frames: int,
+                   scale) -> np.ndarray:
+  """Frames [first, stop) of the stored STFT of `scale` times the stream, as
+  `features.stft` of the whole stream would give them; frames from `frames` (the stream's
+  length) on are zero, as the padding of a short input."""
+  out = np.zeros((stop - first, features.NUM_BINS, 2), features.STORAGE_DTYPE)
+  last = min(stop, frames)
+  if last <= first:
+    return out
+  # A centred frame t reads samples [t*hop - n_fft/2, t*hop + n_fft/2): transform from
+  # `margin` frames earlier, whose own windows reach before the excerpt, and drop those.
+  hop, half = features.HOP_LENGTH, features.N_FFT // 2
+  margin = -(-half // hop)
+  excerpt = reader.take((first - margin) * hop, (last - 1) * hop + half)
+  spec = features.stft(excerpt * scale)[margin:margin + last - first]
+  out[:last - first] = features.to_storage(spec)
+  return out
+
+
+class AlignedMean:
+  """The running mean of `[N, E]` window embeddings whose slots are unordered: each window's
+  slots are aligned to the mean of the windows before it (the permutation with the smallest
+  summed Euclidean distance) before it is added."""
+
+  def __init__(self):
+    self._total = None
+    self._count = 0
+    self._perms = None
+
+  def add(self, embeddings: np.ndarray):
+    """Adds `[K, N, E]` windows, in order."""
+    for e in embeddings:
+      if self._total is None:
+        self._total = e.astype(np.float64)
+        self._perms = [list(p) for p in itertools.permutations(range(len(e)))]
+      else:
+        reference = self._total / self._count
+        cost = [np.linalg.norm(reference - e[p], axis=-1).sum() for p in self._perms]
+        self._total += e[self._perms[int(np.argmin(cost))]]
+      self._count += 1
+
+  def value(self) -> np.ndarray:
+    return (self._total / self._count).astype(np.float32)
 
 
 def align_and_average(embeddings: np.ndarray) -> np.ndarray:
-  """`[K, N, E]` window embeddings with unordered slots -> `[N, E]`."""
-  n = embeddings.shape[1]
-  perms = [list(p) for p in itertools.permutations(range(n))]
-  total = embeddings[0].astype(np.float64).copy()
-  for k in range(1, len(embeddings)):
-    reference = total / k
-    cost = [np.linalg.norm(reference - embeddings[k][p], axis=-1).sum() for p in perms]
-    total += embeddings[k][perms[int(np.argmin(cost))]]
-  return (total / len(embeddings)).astype(np.float32)
+  """`[K, N, E]` window embeddings with unordered slots -> `[N, E]` (see AlignedMean)."""
+  mean = AlignedMean()
+  mean.add(embeddings)
+  return mean.value()
 
 
 def _define_flags():
@@ -126,30 +226,34 @@ def main(argv):
   if not workdir or not files:
     raise app.UsageError("usage: python -m mirnet_jax.embed --workdir=DIR FILE...")
   try:
+    if out_dir:
+      os.makedirs(out_dir, exist_ok=True)
     extractor = Extractor(workdir, step)
   except checkpointing.CheckpointError as e:
     sys.exit(f"error: {e}")
+  except OSError as e:
+    sys.exit(f"error: cannot create --out_dir {out_dir}: {e.strerror or e}")
   failed = 0
   for path in files:
-    try:
-      waveform = audio.load(path)
-      embeddings = extractor.embed_waveform(waveform)
-    except (audio.AudioError, OSError) as e:
-      print(f"{path}: skipped: {e}", file=sys.stderr)
-      failed += 1
-      continue
     target_dir = out_dir or os.path.dirname(os.path.abspath(path))
-    os.makedirs(target_dir, exist_ok=True)
     out = os.path.join(target_dir, os.path.splitext(os.path.basename(path))[0] + ".npy")
     tmp = f"{out}.tmp-{os.getpid()}.npy"
-    np.save(tmp, embeddings)
-    os.replace(tmp, out)
-    windows = len(extractor.window_starts(features.num_frames(len(waveform))))
+    try:
+      embeddings, samples, windows = extractor.embed_file(path)
+      np.save(tmp, embeddings)
+      os.replace(tmp, out)
+    except (audio.AudioError, OSError) as e:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+      reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+      print(f"{path}: skipped: {reason}", file=sys.stderr)
+      failed += 1
+      continue
     print(f"{path}: {embeddings.shape[0]} x {embeddings.shape[1]} embeddings from "
-          f"{len(waveform) / features.SAMPLE_RATE:.2f} s ({windows} windows) -> {out}")
+          f"{samples / features.SAMPLE_RATE:.2f} s ({windows} windows) -> {out}")
   logging.info("checkpoint step %d", extractor.step)
   if failed:
-    sys.exit(f"error: {failed} of {len(files)} files could not be embedded")
+    sys.exit(f"error: {failed} of {len(files)} files could not be embedded (see above)")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """Training: mesh, sharded state, jitted train/eval steps, the loop, metrics, checkpoints.
 
+The loop is the same for every system (tasks.py: MIRNet, the speaker model, the
+separators); a task supplies the model, the batch layout, the loss and the metrics.
+
 The pjit model: one `jax.jit` step over a Mesh whose `data` axis shards the batch; the
 train state is replicated (created already sharded, via eval_shape + jit with
 out_shardings). Under jit, BatchNorm statistics are over the global batch with no
@@ -21,12 +24,10 @@ import numpy as np
 import optax
 
 from mirnet_jax import checkpointing
-from mirnet_jax import features
-from mirnet_jax import losses
 from mirnet_jax import metric_writers
+from mirnet_jax import tasks
 from mirnet_jax.data import pipeline
 from mirnet_jax.data import shards
-from mirnet_jax.models import mirnet
 
 P = jax.sharding.PartitionSpec
 
@@ -49,21 +50,12 @@ class TrainState:
 
 # ---------------------------------------------------------------------------- model
 
-def build_model(config: ml_collections.ConfigDict, num_classes: int) -> mirnet.MIRNet:
-  m = config.model
-  return mirnet.MIRNet(
-      num_classes=num_classes, num_speakers=config.data.num_speakers,
-      encoder_channels=tuple(m.encoder_channels), encoder_kernels=tuple(m.encoder_kernels),
-      encoder_norm=m.encoder_norm, input_norm=m.input_norm, attention_dim=m.attention_dim,
-      attention_out_dim=m.attention_out_dim, resnet_widths=tuple(m.resnet_widths),
-      resnet_blocks=tuple(m.resnet_blocks), resnet_stem_kernel=m.resnet_stem_kernel,
-      resnet_stem_stride=m.resnet_stem_stride, resnet_stem_pool=m.resnet_stem_pool,
-      embedding_dim=m.embedding_dim, dtype=jnp.dtype(m.dtype))
+def build_model(config: ml_collections.ConfigDict, num_classes: int):
+  return tasks.build_model(config, num_classes)
 
 
-def mixture_spec(config: ml_collections.ConfigDict, return_sources: bool = False):
-  return pipeline.MixtureSpec(config.data.num_speakers, config.data.crop_frames,
-                              config.data.gain_db_range, return_sources)
+def mixture_spec(config: ml_collections.ConfigDict) -> pipeline.MixtureSpec:
+  return tasks.mixture_spec(config)
 
 
 def make_optimizer(config: ml_collections.ConfigDict):
@@ -81,10 +73,9 @@ def make_optimizer(config: ml_collections.ConfigDict):
   return tx, schedule
 
 
-def _init_fn(model, tx, config):
+def _init_fn(task: tasks.Task, tx):
   def init(rng):
-    dummy = jnp.zeros((1, config.data.crop_frames, features.NUM_BINS, 2), jnp.float16)
-    variables = model.init(rng, dummy, train=False)
+    variables = task.init_variables(rng)
     params = variables["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}),
@@ -92,54 +83,94 @@ def _init_fn(model, tx, config):
   return init
 
 
-def abstract_state(model, tx, config, mesh):
+def abstract_state(task: tasks.Task, tx, mesh):
   """Shapes, dtypes and (replicated) shardings of the TrainState, without computing it."""
-  shapes = jax.eval_shape(_init_fn(model, tx, config), jax.random.key(0))
+  shapes = jax.eval_shape(_init_fn(task, tx), jax.random.key(0))
   replicated = jax.sharding.NamedSharding(mesh, P())
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                       shapes)
 
 
-def create_state(model, tx, config, mesh, rng):
+def create_state(task: tasks.Task, tx, mesh, rng):
   """The initial TrainState, created directly with replicated shardings on `mesh`."""
-  sharding = jax.tree.map(lambda x: x.sharding, abstract_state(model, tx, config, mesh))
-  return jax.jit(_init_fn(model, tx, config), out_shardings=sharding)(rng), sharding
+  sharding = jax.tree.map(lambda x: x.sharding, abstract_state(task, tx, mesh))
+  return jax.jit(_init_fn(task, tx), out_shardings=sharding)(rng), sharding
+
+
+def restore_inference(workdir: str, step: int | None = None, mesh=None):
+  """(task, variables, step) of the trained model in `workdir`, for inference.
+
+  Restores the best checkpoint by the task's validation metric (or `step`), replicated on
+  `mesh` (default: this host's first device). A separator's frozen conditioner is
+  restored from the workdir its config names.
+  """
+  config, num_classes = checkpointing.load_config(workdir)
+  mesh = mesh or jax.make_mesh((1,), ("data",), devices=jax.local_devices()[:1])
+  conditioner = load_conditioner(config, mesh)
+  task = tasks.Task(config, num_classes, conditioner)
+  manager = checkpointing.make_manager(workdir, int(config.keep_checkpoints),
+                                       best_metric=task.best_metric, read_only=True)
+  if step is None:
+    step = manager.best_step()
+    step = manager.latest_step() if step is None else step
+  if step is None or step not in manager.all_steps():
+    raise checkpointing.CheckpointError(
+        f"no checkpoint{'' if step is None else f' at step {step}'} in {workdir}")
+  tx, _ = make_optimizer(config)
+  state = checkpointing.restore(manager, abstract_state(task, tx, mesh), step=step)
+  return task, {"params": state.params, "batch_stats": state.batch_stats}, step
+
+
+def load_conditioner(config: ml_collections.ConfigDict, mesh) -> tasks.Conditioner | None:
+  """The frozen embedding model a separator is conditioned on, replicated on `mesh`."""
+  needed = tasks.CONDITIONER_TASK.get(tasks.task_name(config))
+  if not needed:
+    return None
+  workdir = config.condition.workdir
+  try:
+    task, variables, step = restore_inference(workdir, mesh=mesh)
+  except checkpointing.CheckpointError as e:
+    raise checkpointing.CheckpointError(
+        f"config.condition.workdir: {e}; train the {needed} model first") from None
+  if task.name != needed:
+    raise checkpointing.CheckpointError(
+        f"config.condition.workdir {workdir} holds a {task.name} model, not a {needed} one")
+  logging.info("conditioner: %s model from %s, step %d", needed, workdir, step)
+  return tasks.Conditioner(task.model, variables, int(task.config.model.embedding_dim),
+                           needed)
 
 
 # ---------------------------------------------------------------------------- steps
 
-def train_step(state: TrainState, batch, *, model, tx, schedule):
+def train_step(state: TrainState, batch, frozen, *, task: tasks.Task, tx, schedule):
   def loss_fn(params):
-    out, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
-                               batch["mixture"], train=True, mutable=["batch_stats"])
-    result = losses.permutation_min_ce(out["logits"], batch["labels"])
-    return result["loss"].mean(), (result, updates["batch_stats"])
+    loss, per_example, batch_stats = task.loss(params, state.batch_stats, batch, frozen,
+                                               train=True)
+    return loss, (per_example, batch_stats)
 
-  (loss, (result, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+  (loss, (per_example, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   new_state = state.replace(step=state.step + 1,
                             params=optax.apply_updates(state.params, updates),
                             batch_stats=batch_stats, opt_state=opt_state)
-  metrics = {"train/loss": loss, "train/accuracy": result["accuracy"].mean(),
-             "train/grad_norm": optax.tree.norm(grads),
-             "train/learning_rate": schedule(state.step)}
+  metrics = {f"train/{k}": v.mean() for k, v in per_example.items()}
+  metrics.update({"train/loss": loss, "train/grad_norm": optax.tree.norm(grads),
+                  "train/learning_rate": schedule(state.step)})
   return new_state, metrics
 
 
-def eval_step(state: TrainState, batch, *, model):
+def eval_step(state: TrainState, batch, frozen, *, task: tasks.Task):
   """Sums (not means) so that a pass over several batches averages exactly."""
-  out = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                    batch["mixture"], train=False)
-  result = losses.permutation_min_ce(out["logits"], batch["labels"])
-  return dict(loss=result["loss"].sum(), accuracy=result["accuracy"].sum(),
-              count=jnp.asarray(result["loss"].shape[0], jnp.float32))
+  _, per_example, _ = task.loss(state.params, state.batch_stats, batch, frozen, train=False)
+  sums = {k: v.sum() for k, v in per_example.items()}
+  sums["count"] = jnp.asarray(batch["mixture"].shape[0], jnp.float32)
+  return sums
 
 
-def to_global(batch: dict, sharding) -> dict:
+def to_global(batch: dict, sharding, keys=("mixture", "labels")) -> dict:
   """This host's numpy batch -> global jax arrays sharded on `data` (model inputs only)."""
-  return {k: jax.make_array_from_process_local_data(sharding, batch[k])
-          for k in ("mixture", "labels")}
+  return {k: jax.make_array_from_process_local_data(sharding, batch[k]) for k in keys}
 
 
 # ---------------------------------------------------------------------------- loop
@@ -151,9 +182,10 @@ def _check(config, mesh):
                       f"{devices} devices and {jax.process_count()} processes")
 
 
-def evaluate(state, eval_fn, config, batch_sharding, manifest) -> dict:
-  """Validation loss and PIT accuracy on fixed mixtures of held-out utterances."""
-  spec = mixture_spec(config)
+def evaluate(state, eval_fn, task, batch_sharding, manifest) -> dict:
+  """Validation metrics (loss, PIT accuracy or SNR improvement) on fixed mixtures of
+  held-out utterances of the training speakers."""
+  config, spec = task.config, task.spec
   num = pipeline.examples_per_epoch(config.data.val_hours, spec)
   num = max(num - num % config.batch_size, config.batch_size)
   ds = pipeline.make_dataset(
@@ -163,11 +195,10 @@ def evaluate(state, eval_fn, config, batch_sharding, manifest) -> dict:
       num_examples=num, read_threads=config.data.read_threads, manifest=manifest)
   totals = None
   for batch in ds:
-    sums = eval_fn(state, to_global(batch, batch_sharding))
+    sums = eval_fn(state, to_global(batch, batch_sharding, task.input_keys))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
-  return {"val/loss": totals["loss"] / totals["count"],
-          "val/accuracy": totals["accuracy"] / totals["count"]}
+  return {f"val/{k}": v / totals["count"] for k, v in totals.items() if k != "count"}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -175,14 +206,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   mesh = jax.make_mesh((jax.device_count(),), ("data",))
   _check(config, mesh)
   manifest = shards.load_manifest(config.data.shards)
-  model = build_model(config, manifest["num_classes"])
+  task = tasks.Task(config, manifest["num_classes"], load_conditioner(config, mesh))
   tx, schedule = make_optimizer(config)
-  state, state_sharding = create_state(model, tx, config, mesh,
-                                       jax.random.key(config.seed))
+  state, state_sharding = create_state(task, tx, mesh, jax.random.key(config.seed))
   batch_sharding = jax.sharding.NamedSharding(mesh, P("data"))
   replicated = jax.sharding.NamedSharding(mesh, P())
+  frozen = task.frozen_variables()
+  frozen_sharding = jax.tree.map(lambda _: replicated, frozen)
 
-  spec = mixture_spec(config)
+  spec = task.spec
   local_batch = config.batch_size // jax.process_count()
   train_ds = pipeline.make_dataset(
       config.data.shards, "train", spec, seed=config.seed,
@@ -192,7 +224,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       read_threads=config.data.read_threads, manifest=manifest)
   train_iter = iter(train_ds)
 
-  manager = checkpointing.make_manager(workdir, config.keep_checkpoints)
+  manager = checkpointing.make_manager(workdir, config.keep_checkpoints, task.best_metric)
   if manager.latest_step() is not None:
     checkpointing.check_compatible(workdir, config, manifest["num_classes"])
     state = checkpointing.restore(manager, state, train_iter)
@@ -206,20 +238,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     checkpointing.save_config(config, workdir, manifest["num_classes"])
 
   writer = metric_writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
-  batch_abstract = {
-      "mixture": jax.ShapeDtypeStruct((config.batch_size, spec.crop_frames,
-                                       features.NUM_BINS, 2), jnp.float16,
-                                      sharding=batch_sharding),
-      "labels": jax.ShapeDtypeStruct((config.batch_size, spec.num_speakers), jnp.int32,
-                                     sharding=batch_sharding)}
+  batch_abstract = task.abstract_batch(config.batch_size, batch_sharding)
   # Compiled once, ahead of time: a batch of another shape is an error, not a recompile.
-  step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx, schedule=schedule),
-                    in_shardings=(state_sharding, batch_sharding),
+  step_fn = jax.jit(functools.partial(train_step, task=task, tx=tx, schedule=schedule),
+                    in_shardings=(state_sharding, batch_sharding, frozen_sharding),
                     out_shardings=(state_sharding, replicated),
-                    donate_argnums=0).lower(state, batch_abstract).compile()
-  eval_fn = jax.jit(functools.partial(eval_step, model=model),
-                    in_shardings=(state_sharding, batch_sharding),
-                    out_shardings=replicated)
+                    donate_argnums=0).lower(state, batch_abstract, frozen).compile()
+  eval_jit = jax.jit(functools.partial(eval_step, task=task),
+                     in_shardings=(state_sharding, batch_sharding, frozen_sharding),
+                     out_shardings=replicated)
+  eval_fn = lambda state, batch: eval_jit(state, batch, frozen)
   cost = step_fn.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
   if cost and "flops" in cost:
@@ -232,7 +260,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   tick, tick_step = time.time(), start
   with _SigtermFlag() as sigterm:
     for step in range(start + 1, config.num_train_steps + 1):
-      state, metrics = step_fn(state, to_global(next(train_iter), batch_sharding))
+      state, metrics = step_fn(state, to_global(next(train_iter), batch_sharding,
+                                               task.input_keys), frozen)
       pending.append(metrics)
       if step % config.log_every == 0 or step == config.num_train_steps:
         # Read back only here: reading every step would stall the device.
@@ -254,7 +283,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         pending, tick, tick_step = [], time.time(), step
       saved = step % config.eval_every == 0 or step == config.num_train_steps
       if saved:
-        val = evaluate(state, eval_fn, config, batch_sharding, manifest)
+        val = evaluate(state, eval_fn, task, batch_sharding, manifest)
         writer.write(step, val)
         last.update(val)
         checkpointing.save(manager, step, state, train_iter,

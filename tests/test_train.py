@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from mirnet_jax import tasks
 from mirnet_jax import train
 from tests import conftest
 
@@ -100,8 +101,8 @@ def test_batch_not_divisible_by_devices_is_a_config_error(shard_dir):
 def test_non_finite_loss_stops_the_run_naming_the_step(shard_dir, tmp_path, monkeypatch):
   real_step = train.train_step
 
-  def poisoned(state, batch, **kwargs):
-    new_state, metrics = real_step(state, batch, **kwargs)
+  def poisoned(state, batch, frozen, **kwargs):
+    new_state, metrics = real_step(state, batch, frozen, **kwargs)
     bad = jnp.where(state.step >= 3, jnp.nan, metrics["train/loss"])  # from step 4 on
     return new_state, dict(metrics, **{"train/loss": bad})
 
@@ -147,21 +148,21 @@ def test_a_crash_resumes_to_bit_identical_parameters_and_metrics(shard_dir, tmp_
 
   def final_params(workdir):
     manager = checkpointing.make_manager(workdir, 2, read_only=True)
-    model = train.build_model(config, len(conftest.TRAIN_SPEAKERS))
+    task = tasks.Task(config, len(conftest.TRAIN_SPEAKERS))
     tx, _ = train.make_optimizer(config)
     mesh = jax.make_mesh((1,), ("data",), devices=jax.local_devices()[:1])
-    state = checkpointing.restore(manager, train.abstract_state(model, tx, config, mesh))
+    state = checkpointing.restore(manager, train.abstract_state(task, tx, mesh))
     return jax.device_get(state)
 
   train.train_and_evaluate(config, str(tmp_path / "whole"))
 
   real_to_global, calls = train.to_global, []
 
-  def crash_at_step_7(batch, sharding):
+  def crash_at_step_7(batch, sharding, keys):
     calls.append(1)
     if len(calls) == 7:
       raise KeyboardInterrupt("simulated crash")
-    return real_to_global(batch, sharding)
+    return real_to_global(batch, sharding, keys)
 
   monkeypatch.setattr(train, "to_global", crash_at_step_7)
   with pytest.raises(KeyboardInterrupt):

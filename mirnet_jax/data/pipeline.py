@@ -37,6 +37,9 @@ class MixtureSpec:
   crop_frames: int = 300
   gain_db_range: float = 5.0
   return_sources: bool = False  # per-source scaled STFTs, for separation training
+  # Per source, a crop of another utterance of the same speaker: the enrolment reference
+  # of the enrolled VoiceFilter baseline.
+  return_references: bool = False
 
   @property
   def crop_seconds(self) -> float:
@@ -80,8 +83,20 @@ class MixtureMaker:
       spare = int(self.split.frames[utterances[k]]) - self.spec.crop_frames
       offsets[k] = rng.integers(spare + 1) if spare > 0 else 0
     gains_db = rng.uniform(-0.5, 0.5, size=n) * self.spec.gain_db_range
-    return dict(labels=self.speakers[who].astype(np.int32), utterances=utterances,
-                offsets=offsets, gains=(10.0 ** (gains_db / 20)).astype(np.float32))
+    choice = dict(labels=self.speakers[who].astype(np.int32), utterances=utterances,
+                  offsets=offsets, gains=(10.0 ** (gains_db / 20)).astype(np.float32))
+    if self.spec.return_references:
+      # Drawn after everything else, so that mixtures are the same with or without them.
+      choice["reference_utterances"] = np.empty(n, np.int64)
+      choice["reference_offsets"] = np.empty(n, np.int64)
+      for k, s in enumerate(who):
+        others = self.utterances_of[s][self.utterances_of[s] != utterances[k]]
+        others = others if len(others) else self.utterances_of[s]  # a one-utterance speaker
+        ref = others[rng.integers(len(others))]
+        spare = int(self.split.frames[ref]) - self.spec.crop_frames
+        choice["reference_utterances"][k] = ref
+        choice["reference_offsets"][k] = rng.integers(spare + 1) if spare > 0 else 0
+    return choice
 
   def __call__(self, global_index: int) -> dict:
     choice = self.draw(global_index)
@@ -92,6 +107,11 @@ class MixtureMaker:
                    utterances=choice["utterances"].astype(np.int32))
     if self.spec.return_sources:
       example["sources"] = sources.astype(features.STORAGE_DTYPE)
+    if self.spec.return_references:
+      example["references"] = crop_sources(
+          self.split, choice["reference_utterances"], choice["reference_offsets"],
+          np.ones(len(choice["labels"]), np.float32),
+          self.spec.crop_frames).astype(features.STORAGE_DTYPE)
     return example
 
 
@@ -135,7 +155,8 @@ def make_dataset(shard_dir: str, split: str, spec: MixtureSpec, *, seed: int,
   Returns:
     A grain IterDataset of dicts: `mixture` float16 [B, T, 257, 2], `labels` int32
     [B, N], `utterances` int32 [B, N] (indices into the split), and `sources` float16
-    [B, N, T, 257, 2] when `spec.return_sources`.
+    [B, N, T, 257, 2] when `spec.return_sources`, and `references` (same shape: another
+    utterance of each source's speaker) when `spec.return_references`.
   """
   split_data = shards.open_split(shard_dir, split, manifest)
   maker = MixtureMaker(split_data, spec, seed, epoch_length)
