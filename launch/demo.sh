@@ -17,6 +17,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$root" in /*) ;; *) root="$PWD/$root" ;; esac
+# shellcheck source-path=SCRIPTDIR source=setup_env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" ""
 mkdir -p "$root/workdir"
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by launch/demo.sh and launch/test.sh: installs what is missing, then activates
 # the project's virtual environment. Usage: source launch/setup_env.sh [EXTRAS]
 # EXTRAS: pip extras of the package, e.g. "tfds,test".

@@ -2,5 +2,6 @@
 # The test suite, from a fresh machine: installs what is missing, then runs pytest.
 # Extra arguments go to pytest (e.g. -k pipeline, -m "not slow").
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=setup_env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" "tfds,test"
 python -m pytest -q tests "$@"
