@@ -4,10 +4,12 @@ r"""Synthesises the demo speech corpus (espeak-ng voices, LibriSpeech layout).
   python -m mirnet_jax.demo_corpus --out=/tmp/tiny --train_speakers=4 --test_speakers=2 \
       --utterances_per_speaker=4
 
-Rerunning with the same flags completes an interrupted run (existing files are kept).
+Rerunning with the same flags completes an interrupted run (existing files are kept;
+one that no longer decodes is synthesised again, with a warning, and counted).
 See mirnet_jax/data/demo_corpus.py for what the corpus holds.
 """
 
+import os
 import sys
 
 from absl import app
@@ -42,6 +44,8 @@ def main(argv):
     _usage_error(f"unexpected arguments: {' '.join(argv[1:])}")
   if not _OUT.value:
     _usage_error("--out is required")
+  if os.path.exists(_OUT.value) and not os.path.isdir(_OUT.value):
+    _usage_error(f"--out is not a directory: {_OUT.value}")
   if _TRAIN.value < 1:
     _usage_error(f"--train_speakers must be >= 1, got {_TRAIN.value}")
   if _TEST.value < 0:
@@ -59,6 +63,8 @@ def main(argv):
                                    _SEED.value, _WORKERS.value)
   except demo_corpus.EspeakNotFoundError as e:
     sys.exit(f"demo_corpus: error: {e}")  # environment, not usage: exit status 1
+  except OSError as e:  # e.g. --out is a file, or not writable
+    sys.exit(f"demo_corpus: error: {e.strerror or e}: {e.filename or _OUT.value}")
   except ValueError as e:  # e.g. --out holds a corpus made with another seed
     _usage_error(str(e))
   print(demo_corpus.format_summary(summary))

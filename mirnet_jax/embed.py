@@ -225,12 +225,15 @@ def main(argv):
   workdir, out_dir, step = flags.FLAGS.workdir, flags.FLAGS.out_dir, flags.FLAGS.step
   if not workdir or not files:
     raise app.UsageError("usage: python -m mirnet_jax.embed --workdir=DIR FILE...")
+  if out_dir and os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    sys.exit(f"error: --out_dir is not a directory: {out_dir}")
   try:
-    if out_dir:
-      os.makedirs(out_dir, exist_ok=True)
     extractor = Extractor(workdir, step)
   except checkpointing.CheckpointError as e:
     sys.exit(f"error: {e}")
+  try:
+    if out_dir:
+      os.makedirs(out_dir, exist_ok=True)
   except OSError as e:
     sys.exit(f"error: cannot create --out_dir {out_dir}: {e.strerror or e}")
   failed = 0
@@ -253,7 +256,7 @@ def main(argv):
           f"{samples / features.SAMPLE_RATE:.2f} s ({windows} windows) -> {out}")
   logging.info("checkpoint step %d", extractor.step)
   if failed:
-    sys.exit(f"error: {failed} of {len(files)} files could not be embedded (see above)")
+    sys.exit(f"error: {failed} of {len(files)} files could not be embedded")
 
 
 if __name__ == "__main__":

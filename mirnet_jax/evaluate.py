@@ -148,13 +148,15 @@ def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
       config.data.shards)
   shard_dir = shard_dir or config.data.shards
   manifest = shards.load_manifest(shard_dir)
+  conditions = {"seen": "heldout", "unseen": "unseen"} if own_shards else {"unseen": "unseen"}
+  splits = {condition: shards.open_split(shard_dir, split_name, manifest)
+            for condition, split_name in conditions.items()}
   eval_dir = os.path.join(workdir, "eval")
   os.makedirs(eval_dir, exist_ok=True)
-  conditions = {"seen": "heldout", "unseen": "unseen"} if own_shards else {"unseen": "unseen"}
 
-  results, curves, splits, unseen_trials = {}, {}, {}, None
+  results, curves, unseen_trials = {}, {}, None
   for condition, split_name in conditions.items():
-    split = splits[condition] = shards.open_split(shard_dir, split_name, manifest)
+    split = splits[condition]
     trials = _trials_for(condition, split, split_name, config, num_trials, seed,
                          segment_frames, eval_dir, trials_from)
     scores = score_trials(extractor, split, trials, segment_frames)

@@ -5,6 +5,12 @@ r"""Prepares spectrogram shards from a corpus.
 
 Defaults fit both the demo corpus (subsets `train`, `test`) and real LibriSpeech
 (`train-*` for training; `dev-*`, `test-*` for unseen speakers).
+
+Unusable audio files (corrupt, truncated, empty, silent, non-finite, not audio at all) are
+skipped with a warning each, counted and listed in the summary and in manifest.json; the
+exit status stays 0. It is 1, with a last line `error: ...` and no index.npz or
+manifest.json written, when the source is missing or holds no audio files in the chosen
+subsets, or when none of a group's files is usable.
 """
 
 import sys
@@ -49,6 +55,8 @@ def main(argv):
                               _PER_SHARD.value, _WORKERS.value)
   except (corpora.CorpusError, shards.ShardError) as e:
     sys.exit(f"error: {e}")
+  except OSError as e:  # e.g. --out is a file, or not writable
+    sys.exit(f"error: {e.strerror or e}: {e.filename or _OUT.value}")
   print(summary(manifest))
 
 

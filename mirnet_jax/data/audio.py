@@ -1,16 +1,36 @@
-"""Reading audio files as 16 kHz mono float32 (soundfile for I/O, librosa to resample)."""
+"""Reading audio files as 16 kHz mono float32 (soundfile for I/O, soxr to resample).
+
+`stream` yields a file as consecutive blocks, so a file of any length is read in bounded
+memory; `load` returns the whole waveform. Both give the same samples (resampled by soxr at
+librosa's default quality, with librosa's output length).
+"""
 
 import io
+import math
+import os
+import re
+from typing import Iterator
 
 import librosa
 import numpy as np
 import soundfile as sf
+import soxr
 
 from mirnet_jax import features
 
+BLOCK_SECONDS = 10.0  # of the file's audio read at a time by `stream`
+_RESAMPLE_QUALITY = "soxr_hq"  # librosa.resample's default
+# A WAV header's data length that libsndfile finds longer than the file ("data : 160000
+# (should be 79978)"): the file was cut short. Lengths near 2 or 4 GiB are the placeholders
+# of writers that stream to a pipe and cannot seek back to fill in the length.
+_WAV_DATA_LENGTH_RE = re.compile(r"^\s*data\s*:\s*(\d+) \(should be (\d+)\)", re.MULTILINE)
+_PLACEHOLDER_LENGTH = 0x7FFF0000
+_DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, EOFError)
+
 
 class AudioError(ValueError):
-  """An audio file that cannot be used: unreadable, corrupt, empty or not finite."""
+  """An audio file that cannot be used: missing, unreadable, corrupt, truncated, empty or
+  not finite."""
 
 
 def to_mono_16k(data: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -27,15 +47,73 @@ def to_mono_16k(data: np.ndarray, sample_rate: int) -> np.ndarray:
   return data.astype(np.float32)
 
 
-def load(path_or_bytes) -> np.ndarray:
-  """Loads a file path (or bytes) that libsndfile reads (FLAC, WAV, OGG, ...).
+def _open(path_or_bytes) -> sf.SoundFile:
+  if isinstance(path_or_bytes, bytes):
+    source = io.BytesIO(path_or_bytes)
+  else:
+    source = path_or_bytes
+    if not os.path.exists(source):
+      raise AudioError("no such file")
+    if os.path.isdir(source):
+      raise AudioError("a directory, not an audio file")
+    if os.path.getsize(source) == 0:
+      raise AudioError("empty file (0 bytes)")
+  try:
+    f = sf.SoundFile(source)
+  except _DECODE_ERRORS as e:
+    raise AudioError(f"cannot decode: {e}".replace("\n", " ")) from None
+  for declared, actual in _WAV_DATA_LENGTH_RE.findall(f.extra_info):
+    if int(actual) < int(declared) < _PLACEHOLDER_LENGTH:
+      f.close()
+      raise AudioError(f"truncated: its header declares {declared} bytes of audio, the "
+                       f"file holds {actual}")
+  return f
+
+
+def stream(path_or_bytes, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+  """Yields a file path's (or bytes') audio as 16 kHz mono float32 blocks, in order.
+
+  Any format libsndfile reads (FLAC, WAV, OGG, ...), any rate, any number of channels
+  (averaged). At most `block_seconds` of the file is decoded at a time.
 
   Raises:
-    AudioError: the file cannot be decoded or holds no usable samples.
+    AudioError: the file cannot be opened or decoded, is truncated, holds no samples or
+      non-finite ones (possibly after some blocks were yielded).
   """
-  source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
-  try:
-    data, sample_rate = sf.read(source, dtype="float32", always_2d=True)
-  except (sf.LibsndfileError, RuntimeError, EOFError) as e:
-    raise AudioError(f"cannot decode: {e}".replace("\n", " ")) from None
-  return to_mono_16k(data, sample_rate)
+  with _open(path_or_bytes) as f:
+    rate = f.samplerate
+    resampler = None if rate == features.SAMPLE_RATE else soxr.ResampleStream(
+        rate, features.SAMPLE_RATE, 1, dtype="float32", quality=_RESAMPLE_QUALITY)
+    read, written = 0, 0
+    while True:
+      try:
+        data = f.read(max(1, int(block_seconds * rate)), dtype="float32", always_2d=True)
+      except _DECODE_ERRORS as e:
+        raise AudioError(f"cannot decode: {e}".replace("\n", " ")) from None
+      last = len(data) == 0
+      block = data.mean(axis=1, dtype=np.float32)  # stereo (or more) is mixed down
+      if not np.all(np.isfinite(block)):
+        raise AudioError("non-finite samples")
+      read += len(block)
+      if last and read == 0:
+        raise AudioError("no samples")
+      if resampler is not None:
+        block = resampler.resample_chunk(block, last=last)
+        if last:  # librosa.resample's length: ceil(samples * ratio), zero-padded or cut
+          target = math.ceil(read * features.SAMPLE_RATE / rate)
+          block = np.pad(block, (0, max(0, target - written - len(block))))
+          block = block[:max(0, target - written)]
+      written += len(block)
+      if len(block):
+        yield block
+      if last:
+        return
+
+
+def load(path_or_bytes) -> np.ndarray:
+  """The whole of a file path's (or bytes') audio, 16 kHz mono float32 (see `stream`).
+
+  Raises:
+    AudioError: the file cannot be used (see `stream`).
+  """
+  return np.concatenate(list(stream(path_or_bytes)))

@@ -68,8 +68,10 @@ class LibriSpeechDir:
   """A directory laid out as LibriSpeech: <subset>/<speaker>/<chapter>/<s>-<c>-<u>.flac."""
 
   def __init__(self, root: str):
-    if not os.path.isdir(root):
+    if not os.path.exists(root):
       raise CorpusError(f"corpus directory not found: {root}")
+    if not os.path.isdir(root):
+      raise CorpusError(f"not a directory: {root}")
     self.root = root
 
   def subsets(self) -> list[str]:

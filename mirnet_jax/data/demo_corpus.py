@@ -438,6 +438,23 @@ def _atomic_write_flac(path: str, audio: np.ndarray):
   os.replace(tmp, path)
 
 
+def _existing_seconds(path: str) -> float | None:
+  """The duration of the utterance file an earlier run wrote, or None if there is none, or
+  if it does not decode to its end (damaged since; it is then synthesised again)."""
+  if not os.path.exists(path):
+    return None
+  try:
+    data, rate = sf.read(path, dtype="int16")
+  except (sf.LibsndfileError, RuntimeError, EOFError) as e:
+    logging.warning("%s is unreadable (%s): synthesising it again", path,
+                    str(e).replace("\n", " "))
+    return None
+  if len(data) == 0:
+    logging.warning("%s holds no samples: synthesising it again", path)
+    return None
+  return len(data) / rate
+
+
 def _read_trans(path: str) -> dict[str, str]:
   if not os.path.exists(path):
     return {}
@@ -463,7 +480,7 @@ def _speaker_id(index: int) -> int:
 def _build_speaker(job: _SpeakerJob) -> dict:
   """Writes one speaker's FLACs and trans.txt files; returns its counts and minutes."""
   spk = _speaker_id(job.index)
-  seconds, made, skipped, utt = 0.0, 0, 0, 0
+  seconds, made, skipped, remade, utt = 0.0, 0, 0, 0, 0
   for c, count in enumerate(_chapters(job.seed, job.index, job.utterances)):
     chapter = spk * 10 + c + 1  # globally unique, and readable: 1001, 1002 for speaker 100
     chapter_dir = os.path.join(job.out_dir, job.subset, str(spk), str(chapter))
@@ -474,16 +491,17 @@ def _build_speaker(job: _SpeakerJob) -> dict:
     for u in range(count):
       utt_id = f"{spk}-{chapter}-{u:04d}"
       path = os.path.join(chapter_dir, f"{utt_id}.flac")
-      if os.path.exists(path):
+      existing = _existing_seconds(path)
+      if existing is not None:
         skipped += 1
-        info = sf.info(path)
-        seconds += info.frames / info.samplerate
+        seconds += existing
         text = known.get(utt_id)
         if text is None:
           # Interrupted before trans.txt was written: redo the (deterministic) synthesis
           # in memory to recover the text, but leave the file alone.
           text = transcript(_utterance(job.voice, job.seed, job.index, utt)[1])
       else:
+        remade += os.path.exists(path)
         audio, raw_text = _utterance(job.voice, job.seed, job.index, utt)
         _atomic_write_flac(path, audio)
         made += 1
@@ -493,7 +511,7 @@ def _build_speaker(job: _SpeakerJob) -> dict:
       utt += 1
     _atomic_write_text(trans_path, "".join(lines))
   return dict(index=job.index, subset=job.subset, voice=job.voice, utterances=utt,
-              seconds=seconds, made=made, skipped=skipped)
+              seconds=seconds, made=made, skipped=skipped, remade=remade)
 
 
 def _speakers_txt(records: list[dict], seed: int) -> str:
@@ -540,7 +558,8 @@ def generate(out_dir: str, train_speakers: int = 100, test_speakers: int = 40,
 
   Returns:
     {"out_dir", "seed", "speakers": {subset: n}, "utterances": {subset: n},
-     "hours": {subset: h}, "synthesised": n, "skipped": n, "seconds": wall time}.
+     "hours": {subset: h}, "synthesised": n, "skipped": n (kept), "remade": n (existing
+     files that no longer decoded, synthesised again), "seconds": wall time}.
 
   Raises:
     ValueError: nonpositive counts, too many speakers, or `out_dir` made with another seed.
@@ -580,6 +599,7 @@ def generate(out_dir: str, train_speakers: int = 100, test_speakers: int = 40,
   summary = dict(out_dir=out_dir, seed=seed, speakers={}, utterances={}, hours={},
                  synthesised=sum(r["made"] for r in records),
                  skipped=sum(r["skipped"] for r in records),
+                 remade=sum(r["remade"] for r in records),
                  seconds=time.time() - start)
   for subset in (TRAIN, TEST):
     rs = [r for r in records if r["subset"] == subset]
@@ -595,4 +615,5 @@ def format_summary(summary: dict) -> str:
            f"{summary['hours'][s]:.2f} h" for s in (TRAIN, TEST)]
   return (f"demo corpus in {summary['out_dir']}: " + "; ".join(parts) +
           f" ({summary['synthesised']} synthesised, {summary['skipped']} kept, "
-          f"{summary['seconds']:.0f} s)")
+          + (f"{summary['remade']} unreadable files remade, " if summary["remade"] else "")
+          + f"{summary['seconds']:.0f} s)")

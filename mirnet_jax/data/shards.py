@@ -159,6 +159,8 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
     utterances_per_shard: shard size.
     workers: processes (default: all cores).
   """
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise ShardError(f"the output is not a directory: {out_dir}")
   corpus = corpora.open_corpus(source)
   available = corpus.subsets()
   groups = {"train": corpora.select_subsets(available, train_subsets),
@@ -171,9 +173,14 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
   overlap = set(groups["train"]) & set(groups["test"])
   if overlap:
     raise corpora.CorpusError(f"subsets both train and test: {sorted(overlap)}")
+  refs = {g: [r for s in subsets for r in corpus.refs(s)] for g, subsets in groups.items()}
+  for group, group_refs in refs.items():
+    if not group_refs:
+      raise corpora.CorpusError(f"no audio files in the {group} subsets {groups[group]} of "
+                                f"{source} (expected <subset>/<speaker>/<chapter>/"
+                                "<speaker>-<chapter>-<utterance>.flac or .wav)")
   os.makedirs(out_dir, exist_ok=True)
 
-  refs = {g: [r for s in subsets for r in corpus.refs(s)] for g, subsets in groups.items()}
   plan = dict(format_version=FORMAT_VERSION, features=features.feature_params(),
               source=source, subsets=groups, utterances_per_shard=utterances_per_shard,
               refs={g: [r.locator for r in rs] for g, rs in refs.items()})
@@ -201,6 +208,7 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
         for done in pool.imap_unordered(_write_shard, todo):
           logging.info("wrote %s", os.path.basename(done))
 
+  _check_usable(jobs, source)
   manifest = _build_index(out_dir, jobs, seed, heldout_fraction, min_heldout)
   manifest.update(format_version=FORMAT_VERSION, features=features.feature_params(),
                   source=source, subsets=groups,
@@ -209,6 +217,29 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
                                seed=seed))
   atomic_write_json(os.path.join(out_dir, MANIFEST), manifest)
   return manifest
+
+
+def _check_usable(jobs: dict, source: str):
+  """Raises ShardError if a group has no usable utterance, after deleting that group's
+  (empty) shards, so that a rerun once the files are fixed reads them again; no index or
+  manifest is written then, so nothing reads the directory as shards."""
+  unusable = {}
+  for group, group_jobs in jobs.items():
+    sides = []
+    for job in group_jobs:
+      with open(_sidecar(job.path)) as f:
+        sides.append(json.load(f))
+    if not any(side["records"] for side in sides):
+      unusable[group] = [s for side in sides for s in side["skipped"]]
+  for group in unusable:
+    for job in jobs[group]:
+      os.remove(_sidecar(job.path))  # first: a shard without its sidecar is incomplete
+      os.remove(job.path)
+  if unusable:
+    raise ShardError("; ".join(
+        f"none of the {len(skipped)} audio files of the {group} subsets of {source} is "
+        f"usable (e.g. {skipped[0]['locator']}: {skipped[0]['reason']})"
+        for group, skipped in unusable.items()) + "; no shards written for them")
 
 
 def _build_index(out_dir, jobs, seed, heldout_fraction, min_heldout) -> dict:
@@ -288,8 +319,16 @@ def load_manifest(shard_dir: str) -> dict:
   if not os.path.exists(path):
     raise ShardError(f"no {MANIFEST} in {shard_dir}: run `python -m mirnet_jax.prepare "
                      f"--out={shard_dir}` first")
-  with open(path) as f:
-    manifest = json.load(f)
+  try:
+    with open(path) as f:
+      manifest = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ShardError(f"{path} is not a valid manifest ({e}); prepare {shard_dir} "
+                     "again") from None
+  if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    raise ShardError(f"{shard_dir} holds shards of format version {version}, this code "
+                     f"reads version {FORMAT_VERSION}; prepare it again")
   if manifest.get("features") != features.feature_params():
     raise ShardError(f"{shard_dir} was prepared with other features "
                      f"({manifest.get('features')}); prepare it again")
@@ -301,6 +340,10 @@ def open_split(shard_dir: str, split: str, manifest: dict | None = None) -> Spli
     raise ValueError(f"unknown split {split!r}; one of {sorted(SPLIT_GROUP)}")
   manifest = manifest or load_manifest(shard_dir)
   paths = [os.path.join(shard_dir, name) for name in manifest["shards"][SPLIT_GROUP[split]]]
+  missing = [p for p in paths + [os.path.join(shard_dir, INDEX)] if not os.path.exists(p)]
+  if missing:
+    raise ShardError(f"{shard_dir} is incomplete: {len(missing)} files missing (e.g. "
+                     f"{os.path.basename(missing[0])}); prepare it again")
   with np.load(os.path.join(shard_dir, INDEX)) as index:
     fields = {k: index[f"{split}.{k}"] for k in ("record", "label", "frames", "utterance")}
   return Split(grain.sources.ArrayRecordDataSource(paths), **fields)
