@@ -141,28 +141,40 @@ class Task:
   def frozen_variables(self):
     return {} if self.conditioner is None else self.conditioner.variables
 
-  def separate(self, variables, mixture, frozen, references=None, train=False):
-    """Estimated magnitudes `[B, N, T, F]` (and BatchNorm updates when training)."""
-    kwargs = dict(train=train, mutable=["batch_stats"]) if train else dict(train=False)
-    b, n = mixture.shape[0], self.spec.num_speakers
-    if self.name == "upit":
+  def conditioning(self, frozen, mixture, references=None):
+    """The `[B, N, E]` embeddings a VoiceFilter is conditioned on (None for uPIT)."""
+    if self.name == "vf_mirnet":  # every slot of the mixture's own MIRNet embeddings
+      embeddings = self.conditioner.model.apply(frozen, mixture, train=False)["embeddings"]
+    elif self.name == "vf_enrolled":  # one clean reference utterance per source
+      b, n = references.shape[:2]
+      folded = references.reshape((b * n,) + references.shape[2:])
+      embeddings = self.conditioner.model.apply(frozen, folded, train=False)["embeddings"]
+      embeddings = embeddings[:, 0].reshape(b, n, -1)
+    else:
+      return None
+    return jax.lax.stop_gradient(embeddings)
+
+  def masks(self, variables, mixture, embeddings=None, train=False):
+    """Masks `[B, N, T, F]` (and BatchNorm updates when training) for `[B, T, F, 2]`
+    mixtures; a VoiceFilter runs once per (mixture, embedding `[B, N, E]`)."""
+    kwargs = dict(train=True, mutable=["batch_stats"]) if train else dict(train=False)
+    if embeddings is None:
       out = self.model.apply(variables, mixture, **kwargs)
     else:
-      if self.name == "vf_mirnet":
-        embeddings = self.conditioner.model.apply(frozen, mixture, train=False)["embeddings"]
-      else:  # vf_enrolled: one clean reference utterance per source
-        folded = references.reshape((b * n,) + references.shape[2:])
-        embeddings = self.conditioner.model.apply(frozen, folded,
-                                                  train=False)["embeddings"][:, 0]
-      embeddings = jax.lax.stop_gradient(embeddings).reshape(b * n, -1)
-      # One pass of the mask network per (mixture, embedding): fold the N into the batch.
-      repeated = jnp.repeat(mixture, n, axis=0)
-      out = self.model.apply(variables, repeated, embeddings, **kwargs)
+      b, n = embeddings.shape[:2]
+      # Fold the N embeddings into the batch, each with its own copy of the mixture.
+      out = self.model.apply(variables, jnp.repeat(mixture, n, axis=0),
+                             embeddings.reshape(b * n, -1), **kwargs)
     masks, updates = out if train else (out, None)
-    if self.name != "upit":  # [B*N, 1, T, F] -> [B, N, T, F]
+    if embeddings is not None:  # [B*N, 1, T, F] -> [B, N, T, F]
       masks = masks[:, 0].reshape((b, n) + masks.shape[2:])
-    estimates = masks * losses.magnitude(mixture)[:, None]
-    return estimates, updates
+    return masks, updates
+
+  def separate(self, variables, mixture, frozen, references=None, train=False):
+    """Estimated magnitudes `[B, N, T, F]` (and BatchNorm updates when training)."""
+    masks, updates = self.masks(variables, mixture,
+                                self.conditioning(frozen, mixture, references), train)
+    return masks * losses.magnitude(mixture)[:, None], updates
 
   def loss(self, params, batch_stats, batch, frozen, train: bool):
     """(mean loss, per-example metrics {name: [B]}, new batch_stats)."""

@@ -147,9 +147,12 @@ class TfdsLibriSpeech:
 
 
 def open_corpus(source: str):
-  """`tfds:<name>` or a LibriSpeech-layout directory."""
+  """`tfds:<name>`, `wsj0-2mix:<dir>` or a LibriSpeech-layout directory."""
   if source.startswith(TFDS_PREFIX):
     return TfdsLibriSpeech(source[len(TFDS_PREFIX):] or "librispeech")
+  from mirnet_jax.data import wsj0_2mix  # pylint: disable=g-import-not-at-top (it imports us)
+  if source.startswith(wsj0_2mix.PREFIX):
+    return wsj0_2mix.Wsj0Mix2Dir(source[len(wsj0_2mix.PREFIX):])
   return LibriSpeechDir(source)
 
 

@@ -1,0 +1,92 @@
+"""Separation metrics: SDRi, SI-SDRi and PESQi of one mixture's estimates.
+
+* SDR: BSS-eval v3 `bss_eval_sources` from mir_eval (512-tap distortion filter), the
+  implementation behind published WSJ0-2mix tables, including the paper's Table 2.
+  mir_eval 0.8 marks its separation module deprecated (0.9 removes it; setup.cfg pins
+  below 0.9): its suggested successor, museval, computes BSS-eval v4, whose numbers are
+  not comparable with those tables, and fast_bss_eval 0.1.4 fails under numpy 2.
+* SI-SDR (Le Roux et al., 2019): zero-mean signals, the reference scaled by the
+  least-squares gain; a few lines of numpy, written out here so its convention is explicit.
+* PESQ: ITU-T P.862.2 wide-band from the `pesq` package, at 16 kHz.
+Improvements are the estimate's score minus the unprocessed mixture's score against the
+same reference. Estimates are matched to references by the permutation with the best mean
+SI-SDR (the scoring convention of PIT papers), then scored per source.
+"""
+
+import itertools
+import warnings
+
+import mir_eval
+import numpy as np
+import pesq as pesq_lib
+
+SAMPLE_RATE = 16000
+
+
+def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
+  """Scale-invariant SDR in dB of a 1-D `estimate` against `reference`."""
+  estimate = np.asarray(estimate, np.float64) - np.mean(estimate)
+  reference = np.asarray(reference, np.float64) - np.mean(reference)
+  gain = np.dot(estimate, reference) / (np.dot(reference, reference) + 1e-12)
+  target = gain * reference
+  noise = estimate - target
+  return float(10 * np.log10((np.dot(target, target) + 1e-12) / (np.dot(noise, noise) + 1e-12)))
+
+
+def sdr(estimates: np.ndarray, references: np.ndarray) -> np.ndarray:
+  """BSS-eval SDR in dB of `estimates[i]` against `references[i]` (`[N, L]` each)."""
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)  # the deprecation (module docstring)
+    values, _, _, _ = mir_eval.separation.bss_eval_sources(
+        np.asarray(references, np.float64), np.asarray(estimates, np.float64),
+        compute_permutation=False)
+  return values
+
+
+def pesq_wb(estimate: np.ndarray, reference: np.ndarray) -> float:
+  """Wide-band PESQ (MOS-LQO, about 1.0-4.64) of `estimate` against `reference`, 16 kHz;
+  NaN when PESQ finds no speech in the reference."""
+  try:
+    return float(pesq_lib.pesq(SAMPLE_RATE, np.asarray(reference, np.float32),
+                               np.asarray(estimate, np.float32), "wb"))
+  except pesq_lib.NoUtterancesError:
+    return float("nan")
+
+
+def best_permutation(estimates: np.ndarray, references: np.ndarray) -> tuple[int, ...]:
+  """`perm` such that estimate `perm[i]` is matched to reference i (best mean SI-SDR)."""
+  n = len(references)
+  scores = np.array([[si_sdr(e, r) for r in references] for e in estimates])  # [est, ref]
+  return max(itertools.permutations(range(n)),
+             key=lambda p: sum(scores[p[i], i] for i in range(n)))
+
+
+def baseline(mixture: np.ndarray, references: np.ndarray, with_pesq: bool = True) -> dict:
+  """Scores `[N]` of the unprocessed `mixture` `[L]` against each reference `[N, L]`: the
+  starting point of every improvement (computed once per mixture for all systems)."""
+  references = np.asarray(references, np.float64)
+  mixtures = np.broadcast_to(np.asarray(mixture, np.float64), references.shape)
+  out = {"sdr": sdr(mixtures, references),
+         "si_sdr": np.array([si_sdr(mixture, r) for r in references])}
+  if with_pesq:
+    out["pesq"] = np.array([pesq_wb(mixture, r) for r in references])
+  return out
+
+
+def score(references: np.ndarray, estimates: np.ndarray, mixture_scores: dict) -> dict:
+  """Per-source scores of `estimates` `[N, L]` (matched to `references` by
+  `best_permutation`) and their improvements over `mixture_scores` (from `baseline`).
+
+  Returns dict of `[N]` arrays: sdr, si_sdr, sdri, si_sdri, and pesq, pesqi when the
+  baseline has PESQ.
+  """
+  references = np.asarray(references, np.float64)
+  perm = best_permutation(estimates, references)
+  matched = np.asarray(estimates, np.float64)[list(perm)]
+  out = {"sdr": sdr(matched, references),
+         "si_sdr": np.array([si_sdr(e, r) for e, r in zip(matched, references)])}
+  if "pesq" in mixture_scores:
+    out["pesq"] = np.array([pesq_wb(e, r) for e, r in zip(matched, references)])
+  for key in list(out):
+    out[f"{key}i"] = out[key] - mixture_scores[key]
+  return out

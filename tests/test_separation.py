@@ -1,0 +1,275 @@
+"""Separation: mask network, uPIT loss, metric wrappers, the three systems end to end."""
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import soundfile as sf
+
+from configs import separation as separation_configs
+from mirnet_jax import losses
+from mirnet_jax import separate
+from mirnet_jax import separation_metrics as metrics
+from mirnet_jax import train
+from mirnet_jax.data import pipeline
+from mirnet_jax.data import shards
+from mirnet_jax.data import wsj0_2mix
+from mirnet_jax.models import separation
+from tests import conftest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---------------------------------------------------------------------------- model
+
+def _mixture(b=2, t=20, seed=0):
+  return jax.random.normal(jax.random.key(seed), (b, t, 257, 2)).astype(jnp.float16)
+
+
+def test_mask_network_shapes_range_and_conditioning():
+  net = separation.MaskNet(num_masks=1, conv_channels=4, conv_out_channels=2,
+                           dilations=(1, 2), lstm_dim=8, fc_dim=8)
+  x, e = _mixture(), jax.random.normal(jax.random.key(1), (2, 6))
+  variables = net.init(jax.random.key(0), x, e)
+  masks = net.apply(variables, x, e)
+  assert masks.shape == (2, 1, 20, 257)
+  assert bool(jnp.all((masks > 0) & (masks < 1)))
+  # The embedding is used: another speaker's embedding gives another mask.
+  other = net.apply(variables, x, -e)
+  assert float(jnp.max(jnp.abs(other - masks))) > 1e-4
+  # Bidirectional: the first frame's mask depends on the last frame's input.
+  late = x.at[:, -1].set(0)
+  assert float(jnp.max(jnp.abs(net.apply(variables, late, e)[:, :, 0] - masks[:, :, 0]))) > 0
+
+
+def test_upit_network_outputs_one_mask_per_speaker_for_any_length():
+  net = separation.MaskNet(num_masks=2, conv_channels=4, conv_out_channels=1,
+                           dilations=(1,), lstm_dim=8, fc_dim=16)
+  variables = net.init(jax.random.key(0), _mixture(t=20))
+  for t in (20, 37):
+    assert net.apply(variables, _mixture(b=3, t=t)).shape == (3, 2, t, 257)
+
+
+# ---------------------------------------------------------------------------- losses
+
+def test_compressed_mse_by_hand():
+  est = jnp.full((1, 1, 2, 3), 8.0)
+  ref = jnp.ones((1, 2, 2, 3))
+  mse = losses.pairwise_compressed_mse(est, ref)
+  expected = (8.0 ** losses.COMPRESSION - 1.0) ** 2
+  np.testing.assert_allclose(mse, [[[expected, expected]]], rtol=1e-5)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_upit_loss_is_permutation_invariant_and_the_brute_force_minimum(n):
+  rng = np.random.default_rng(n)
+  est = jnp.asarray(rng.uniform(0, 2, (4, n, 5, 7)), jnp.float32)
+  ref = jnp.asarray(rng.uniform(0, 2, (4, n, 5, 7)), jnp.float32)
+  result = losses.permutation_min_mse(est, ref)
+  for perm in itertools.permutations(range(n)):
+    shuffled = losses.permutation_min_mse(est, ref[:, list(perm)])
+    np.testing.assert_allclose(shuffled["loss"], result["loss"], rtol=1e-6)
+  brute = [min(np.mean([np.mean((np.asarray(est[b, i]) ** 0.3 - np.asarray(ref[b, p[i]]) ** 0.3)
+                                ** 2) for i in range(n)])
+               for p in itertools.permutations(range(n))) for b in range(4)]
+  np.testing.assert_allclose(result["loss"], brute, rtol=1e-5)
+  # The reported assignment is the one that attains the minimum.
+  for b in range(4):
+    p = np.asarray(result["permutation"][b])
+    chosen = np.mean([np.mean((np.asarray(est[b, i]) ** 0.3 - np.asarray(ref[b, p[i]]) ** 0.3)
+                              ** 2) for i in range(n)])
+    np.testing.assert_allclose(chosen, brute[b], rtol=1e-5)
+
+
+def test_upit_gradient_flows_through_the_chosen_assignment_only():
+  ref = jnp.stack([jnp.full((3, 4), 1.0), jnp.full((3, 4), 4.0)])[None]
+  est = ref[:, ::-1] * 1.1  # the swapped assignment is the near-perfect one
+  grad = jax.grad(lambda e: losses.permutation_min_mse(e, ref)["loss"].sum())(est)
+  swapped_only = jax.grad(lambda e: jnp.mean(jnp.stack([
+      jnp.mean((e[0, 0] ** 0.3 - ref[0, 1] ** 0.3) ** 2),
+      jnp.mean((e[0, 1] ** 0.3 - ref[0, 0] ** 0.3) ** 2)])))(est)
+  np.testing.assert_allclose(grad, swapped_only, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------- metrics
+
+def _speechlike(seed, seconds=2.0):
+  return conftest.synth_voice(300 + seed, seed, seconds).astype(np.float64)
+
+
+def test_si_sdr_of_a_known_orthogonal_error():
+  ref = _speechlike(1)
+  noise = np.random.default_rng(0).standard_normal(ref.size)
+  noise -= np.mean(noise)
+  r0 = ref - ref.mean()
+  noise -= np.dot(noise, r0) / np.dot(r0, r0) * r0  # orthogonal to the reference
+  noise *= np.linalg.norm(r0) / np.linalg.norm(noise) / 10 ** (12 / 20)  # 12 dB below
+  assert metrics.si_sdr(3.0 * ref + 3.0 * noise, ref) == pytest.approx(12.0, abs=1e-6)
+
+
+def test_bss_eval_sdr_of_known_mixtures():
+  refs = np.stack([_speechlike(1), _speechlike(2)])
+  noise = np.random.default_rng(1).standard_normal(refs.shape)
+  noise *= (np.linalg.norm(refs, axis=1) / np.linalg.norm(noise, axis=1))[:, None] * 0.1
+  values = metrics.sdr(refs + noise, refs)  # white noise 20 dB below each reference
+  np.testing.assert_allclose(values, [20.0, 20.0], atol=0.5)
+  # A half-and-half mixture of two equal-power sources scores about 0 dB.
+  equal = refs / np.linalg.norm(refs, axis=1, keepdims=True)
+  mix = equal.sum(axis=0)
+  np.testing.assert_allclose(metrics.sdr(np.stack([mix, mix]), equal), [0, 0], atol=0.5)
+
+
+def test_pesq_wrapper_scores_identity_at_the_top_and_noise_lower():
+  ref = conftest.synth_voice(310, 1, 3.0)
+  assert metrics.pesq_wb(ref, ref) == pytest.approx(4.64, abs=0.01)
+  noisy = ref + 0.05 * np.random.default_rng(0).standard_normal(ref.size).astype(np.float32)
+  assert metrics.pesq_wb(noisy, ref) < 3.0
+  assert np.isnan(metrics.pesq_wb(ref, np.zeros_like(ref)))  # no speech in the reference
+
+
+def test_score_matches_estimates_to_references_and_subtracts_the_mixture():
+  refs = np.stack([_speechlike(1, 3.0), _speechlike(2, 3.0)])
+  mix = refs.sum(axis=0)
+  base = metrics.baseline(mix, refs)
+  estimates = refs[::-1] + 0.001 * np.random.default_rng(2).standard_normal(refs.shape)
+  out = metrics.score(refs, estimates, base)  # swapped order: matched back
+  assert np.all(out["sdr"] > 30) and np.all(out["si_sdr"] > 30)
+  np.testing.assert_allclose(out["sdri"], out["sdr"] - base["sdr"])
+  np.testing.assert_allclose(out["pesqi"], out["pesq"] - base["pesq"])
+  assert np.all(out["pesqi"] > 1)
+
+
+# ---------------------------------------------------------------------------- data
+
+def test_references_are_other_utterances_of_the_same_speakers(shard_dir):
+  split = shards.open_split(shard_dir, "train")
+  plain = pipeline.MixtureMaker(split, pipeline.MixtureSpec(2, 100, return_sources=True),
+                                seed=3, epoch_length=50)
+  spec = pipeline.MixtureSpec(2, 100, return_sources=True, return_references=True)
+  maker = pipeline.MixtureMaker(split, spec, seed=3, epoch_length=50)
+  for i in range(20):
+    choice, example = maker.draw(i), maker(i)
+    assert np.array_equal(example["mixture"], plain(i)["mixture"])  # mixtures unchanged
+    refs = choice["reference_utterances"]
+    assert np.array_equal(split.label[refs], choice["labels"])
+    assert np.all(refs != choice["utterances"])
+    assert example["references"].shape == (2, 100, 257, 2)
+
+
+def test_wsj0_2mix_layout_reader(tmp_path):
+  root = tmp_path / "wsj0-2mix"
+  names = ["01aa0101_1.2_02bb0202_-1.2.wav", "01aa0103_0.5_02bb0202_-0.5.wav"]
+  for subset in ("tr", "tt"):
+    for kind in ("mix", "s1", "s2"):
+      os.makedirs(root / subset / kind)
+      for k, name in enumerate(names):
+        sf.write(root / subset / kind / name, conftest.synth_voice(k, len(kind), 1.0, 8000),
+                 8000)
+  found = wsj0_2mix.mixtures(str(root / "tt"))
+  assert [m.speakers for m in found] == [("01a", "02b"), ("01a", "02b")]
+  assert found[0].utterances == ("01aa0101", "02bb0202")
+  corpus = wsj0_2mix.Wsj0Mix2Dir(str(root))
+  assert corpus.subsets() == ["tr", "tt"]
+  refs = corpus.refs("tr")  # 02bb0202 is in both mixtures: listed once
+  assert sorted(r.utterance for r in refs) == ["01aa0101", "01aa0103", "02bb0202"]
+  utterance = corpus.load(refs[0])
+  assert utterance.speaker == "01a" and len(utterance.waveform) == 16000  # 8k -> 16k
+  with pytest.raises(Exception, match="no mix/ directory"):
+    wsj0_2mix.mixtures(str(root))
+
+
+# ---------------------------------------------------------------------------- systems
+
+@pytest.fixture(scope="module")
+def systems(shard_dir, trained_workdir, tmp_path_factory):
+  """The speaker model and the three separators, tiny, trained a few steps each."""
+  root = tmp_path_factory.mktemp("separators")
+  workdirs = {}
+  for name, conditioner in (("speaker", None), ("upit", None),
+                            ("vf_mirnet", trained_workdir), ("vf_enrolled", "speaker")):
+    if name == "speaker":
+      config = separation_configs.speaker_model("tiny")
+    else:
+      config = separation_configs.separator(name, "tiny")
+      config.condition.workdir = workdirs.get(conditioner, conditioner) or ""
+    config.data.shards = shard_dir
+    workdirs[name] = str(root / name)
+    train.train_and_evaluate(config, workdirs[name])
+  return workdirs
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_every_system_trains_and_validates(systems):
+  assert "val/accuracy" in _metrics(systems["speaker"])[-1]
+  for name in ("upit", "vf_mirnet", "vf_enrolled"):
+    last = [r for r in _metrics(systems[name]) if "val/snri" in r][-1]
+    assert np.isfinite(last["val/snri"]) and np.isfinite(last["val/loss"]), name
+
+
+def test_a_separator_without_its_conditioner_is_a_clear_error(shard_dir, tmp_path):
+  from mirnet_jax import checkpointing
+  config = separation_configs.separator("vf_mirnet", "tiny")
+  config.data.shards = shard_dir
+  config.condition.workdir = str(tmp_path / "nothing")
+  with pytest.raises(checkpointing.CheckpointError, match="train the mirnet model first"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_long_input_separates_in_chunks_with_consistent_slots(systems):
+  separator = separate.Separator(systems["upit"], chunk_seconds=1.0, overlap_seconds=0.25)
+  a, b = conftest.synth_voice(201, 0, 3.3), conftest.synth_voice(203, 1, 3.3)
+  out, embeddings = separator.separate(a + b)
+  assert out.shape == (2, a.size) and embeddings is None and np.all(np.isfinite(out))
+  with pytest.raises(separate.SeparationError, match="silent"):
+    separator.separate(np.zeros(16000, np.float32))
+
+
+def test_separate_cli_end_to_end(systems, tmp_path):
+  mix = conftest.synth_voice(201, 0, 2.5) + conftest.synth_voice(202, 1, 2.5)
+  stereo_44k = tmp_path / "mix.wav"
+  import librosa
+  sf.write(stereo_44k, np.stack([librosa.resample(mix, orig_sr=16000, target_sr=44100)] * 2,
+                                axis=1), 44100)
+  out_dir = tmp_path / "out"
+  run = lambda *args: subprocess.run(
+      [sys.executable, "-m", "mirnet_jax.separate", *args], cwd=REPO, capture_output=True,
+      text=True, timeout=300)
+  result = run(f"--workdir={systems['vf_mirnet']}", f"--out={out_dir}", str(stereo_44k))
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert sorted(os.listdir(out_dir)) == ["mix_embeddings.npy", "mix_s1.wav", "mix_s2.wav"]
+  for k in (1, 2):
+    audio, rate = sf.read(out_dir / f"mix_s{k}.wav")
+    assert rate == 16000 and abs(len(audio) - mix.size) <= 16
+  assert np.load(out_dir / "mix_embeddings.npy").shape == (2, 16)
+  # The enrolled baseline needs its enrolment files: a one-line error, nothing written.
+  result = run(f"--workdir={systems['vf_enrolled']}", f"--out={tmp_path / 'none'}",
+               str(stereo_44k))
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  assert "--enroll" in result.stderr.strip().splitlines()[-2]
+  assert not os.path.exists(tmp_path / "none")
+
+
+def test_evaluate_separation_reports_every_system(systems, shard_dir):
+  from mirnet_jax import evaluate_separation
+  root = os.path.dirname(systems["upit"])
+  found = evaluate_separation.find_systems(root)
+  assert [os.path.basename(p) for p in found] == ["vf_enrolled", "vf_mirnet", "upit"]
+  items = evaluate_separation.shard_mixtures(shard_dir, 2, 1.0, seed=0, gain_db_range=5.0)
+  results = evaluate_separation.evaluate(found, items, chunk_seconds=1.0)
+  for name in ("vf_enrolled", "vf_mirnet", "upit"):
+    r = results[name]
+    assert r["mixtures"] == 2
+    for key in ("sdri", "si_sdri", "pesqi"):
+      assert np.isfinite(r[key]), (name, key)
+  table = evaluate_separation.markdown_table(results, "test")
+  assert table.count("\n| ") == 4  # header + 3 systems
