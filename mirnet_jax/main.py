@@ -22,6 +22,20 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Configuration file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
 flags.mark_flags_as_required(["config", "workdir"])
+# Multi-host (see mirnet_jax/distributed.py): a single-host run needs none of these.
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "auto", ["auto", "on", "off"],
+    "jax.distributed.initialize(): auto = when the flags below are given or a cluster "
+    "(Cloud TPU VM, Slurm, Open MPI) launched several processes; on = always; off = never.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0 (multi-host without a cluster "
+                                   "environment; with --num_processes and --process_id).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.", 1)
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process, 0 .. num_processes-1.",
+                                   0)
+_DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
+    "distributed_timeout", 300, "Seconds to wait for the coordinator and the other "
+    "processes before failing.", 1)
 
 
 def _quiet_libraries(record) -> bool:
@@ -36,6 +50,12 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_quiet_libraries)
   import jax  # after flag parsing, so that --help stays fast
+  from mirnet_jax import distributed
+  try:  # before anything starts a JAX backend
+    distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
+                           _PROCESS_ID.value, _DISTRIBUTED_TIMEOUT.value)
+  except distributed.DistributedError as e:
+    sys.exit(f"error: {e}")
   from mirnet_jax import checkpointing
   from mirnet_jax import train
   from mirnet_jax.data import shards

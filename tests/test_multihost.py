@@ -1,0 +1,186 @@
+"""Multi-host: two processes x 4 simulated CPU devices (gloo collectives on localhost),
+launched through the real entry point, train like one process with 8 devices; their
+checkpoint resumes in one process; initialization failures are one-line errors."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import grain
+import jax
+import numpy as np
+import pytest
+
+from mirnet_jax import checkpointing
+from mirnet_jax import distributed
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = 4
+TIMEOUT_S = 400  # per stage; a healthy run takes ~1-2 minutes on 2 busy cores
+
+
+def _env(devices):
+  return dict(os.environ, JAX_PLATFORMS="cpu",
+              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def _main_flags(workdir, shard_dir, steps):
+  return ["--config=configs/tiny.py", f"--workdir={workdir}",
+          f"--config.data.shards={shard_dir}", f"--config.num_train_steps={steps}",
+          "--config.log_every=1", f"--config.eval_every={steps}"]
+
+
+def _run_together(commands, env, log_dir):
+  """Runs the commands at once; returns their stderr. If one fails or they outlast
+  TIMEOUT_S, kills the others and fails with every stderr in the message."""
+  logs = [os.path.join(log_dir, f"stderr_{time.monotonic_ns()}_{i}") for i in range(
+      len(commands))]
+  procs = []
+  for command, log in zip(commands, logs):
+    with open(log, "w") as f:  # a file, not a pipe: a full pipe would block the child
+      procs.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=f))
+  deadline = time.monotonic() + TIMEOUT_S
+  try:
+    while (any(p.poll() is None for p in procs) and time.monotonic() < deadline
+           and not any(p.poll() for p in procs)):
+      time.sleep(0.5)
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+  stderrs = []
+  for log in logs:
+    with open(log) as f:
+      stderrs.append(f.read())
+  report = "\n".join(f"--- process {i} (exit {p.returncode}):\n{s[-3000:]}"
+                     for i, (p, s) in enumerate(zip(procs, stderrs)))
+  assert all(p.returncode == 0 for p in procs), report
+  return stderrs
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def _losses(workdir):
+  return [(r["step"], r.get("train/loss", r.get("val/loss"))) for r in _metrics(workdir)]
+
+
+def _restored(workdir, data_iterator=None):
+  """The latest train state in `workdir`, on this process's first device (its shapes from
+  the checkpoint's metadata); also rewinds `data_iterator` when given."""
+  manager = checkpointing.make_manager(workdir, 2, read_only=True)
+  one_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one_device),
+      manager.item_metadata(manager.latest_step())["state"])
+  return jax.device_get(checkpointing.restore(manager, abstract, data_iterator))
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(shard_dir,
+                                                                          tmp_path):
+  two, one = str(tmp_path / "two_processes"), str(tmp_path / "one_process")
+  coordinator = f"--coordinator_address=localhost:{_free_port()}"
+  stderrs = _run_together(
+      [[sys.executable, "-m", "mirnet_jax.main", *_main_flags(two, shard_dir, STEPS),
+        coordinator, "--num_processes=2", f"--process_id={i}"] for i in range(2)],
+      _env(4), tmp_path)
+  assert "process 1 of 2, 4 local / 8 global devices (cpu)" in stderrs[1], stderrs[1]
+  _run_together([[sys.executable, "-m", "tests.train_on_devices", "8", shard_dir, one,
+                  str(STEPS)]], _env(8), tmp_path)
+
+  # The same global batches (each process fed its half of every one): the same losses.
+  # Only the order of floating-point reductions differs.
+  two_losses, one_losses = _losses(two), _losses(one)
+  assert [s for s, _ in two_losses] == [s for s, _ in one_losses] == [1, 2, 3, 4, 4]
+  np.testing.assert_allclose([v for _, v in two_losses], [v for _, v in one_losses],
+                             rtol=1e-4)
+  # Only process 0 wrote metrics and TensorBoard events; both saved the checkpoint.
+  assert "train/loss=" not in stderrs[1] and "train/loss=" in stderrs[0]
+  assert len(os.listdir(os.path.join(two, "tensorboard"))) == 1
+  data_dir = os.path.join(two, "checkpoints", str(STEPS), "data")
+  assert sorted(n for n in os.listdir(data_dir) if n.endswith(".json")) == [
+      "process_0-of-2.json", "process_1-of-2.json"]
+
+  # One process restores the two-process checkpoint: parameters and data position.
+  position = iter(grain.MapDataset.range(100).to_iter_dataset())
+  from_two, from_one = _restored(two, position), _restored(one)
+  assert position.get_state() == {"next_index": STEPS}
+  assert jax.tree.structure(from_two) == jax.tree.structure(from_one)
+  for a, b in zip(jax.tree.leaves(from_two), jax.tree.leaves(from_one)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  # ... and the same command without multi-host flags resumes it in one process.
+  stderr, = _run_together([[sys.executable, "-m", "mirnet_jax.main",
+                            *_main_flags(two, shard_dir, STEPS + 2)]], _env(8),
+                           tmp_path)
+  assert f"resumed from step {STEPS}" in stderr and "process 0 of 1" in stderr
+  assert [s for s, _ in _losses(two)][len(two_losses):] == [5, 6, 6]
+  assert all(np.isfinite(v) for _, v in _losses(two))
+
+
+def test_unreachable_coordinator_is_a_one_line_error_within_the_timeout(tmp_path):
+  start = time.monotonic()
+  result = subprocess.run(
+      [sys.executable, "-m", "mirnet_jax.main", *_main_flags(tmp_path, tmp_path, 1),
+       f"--coordinator_address=localhost:{_free_port()}", "--num_processes=2",
+       "--process_id=1", "--distributed_timeout=2"],
+      cwd=REPO, env=_env(1), capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: cannot reach the coordinator at localhost:"), result.stderr
+  assert "within 2 s" in last
+  assert time.monotonic() - start < 60
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(process_id=0), "--process_id also needs --coordinator_address, --num_processes"),
+    (dict(coordinator_address="h:1", num_processes=2), "also needs --process_id"),
+    (dict(coordinator_address="h", num_processes=2, process_id=0), "expected host:port"),
+    (dict(coordinator_address="h:1", num_processes=2, process_id=2), "not in [0, "),
+    (dict(mode="off", coordinator_address="h:1", num_processes=2, process_id=0),
+     "contradicts"),
+    (dict(mode="sometimes"), "expected one of auto, on, off"),
+])
+def test_inconsistent_flags_are_errors_before_anything_starts(kwargs, message):
+  with pytest.raises(distributed.DistributedError, match=message.replace("[", r"\[")):
+    distributed.initialize(**kwargs)
+
+
+def test_a_single_host_run_initializes_nothing(monkeypatch):
+  for name in ("SLURM_NTASKS", "SLURM_STEP_NODELIST", "OMPI_COMM_WORLD_SIZE"):
+    monkeypatch.delenv(name, raising=False)
+  assert distributed.initialize() is None
+  assert distributed.initialize("off") is None
+  assert not jax.distributed.is_initialized()
+
+
+def test_cluster_launches_are_recognised(monkeypatch):
+  from jax._src import cloud_tpu_init
+  # JAX's own flag for "this is a Cloud TPU VM": a JAX upgrade that moves it fails here.
+  assert isinstance(cloud_tpu_init.running_in_cloud_tpu_vm, bool)
+  for name in ("SLURM_NTASKS", "SLURM_STEP_NODELIST", "OMPI_COMM_WORLD_SIZE"):
+    monkeypatch.delenv(name, raising=False)
+  monkeypatch.setattr(cloud_tpu_init, "running_in_cloud_tpu_vm", False)
+  monkeypatch.setenv("SLURM_NTASKS", "1")  # a one-task allocation: single process
+  assert distributed._launched_by() is None
+  monkeypatch.setenv("SLURM_NTASKS", "4")
+  monkeypatch.setenv("SLURM_STEP_NODELIST", "node[1-4]")
+  assert distributed._launched_by() == "Slurm"
+  monkeypatch.delenv("SLURM_NTASKS")
+  monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+  assert distributed._launched_by() == "Open MPI"
+  monkeypatch.setattr(cloud_tpu_init, "running_in_cloud_tpu_vm", True)
+  assert distributed._launched_by() == "Cloud TPU VM"
