@@ -258,7 +258,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   pending, last = [], {}
   tick, tick_step = time.time(), start
-  with _SigtermFlag() as sigterm:
+  # Several processes: JAX's preemption service (started by jax.distributed.initialize)
+  # owns SIGTERM and makes every process stop at the same step (reached_preemption); a
+  # handler of our own would replace it and let each process stop alone (a deadlock).
+  with _SigtermFlag(enabled=jax.process_count() == 1) as sigterm:
     for step in range(start + 1, config.num_train_steps + 1):
       state, metrics = step_fn(state, to_global(next(train_iter), batch_sharding,
                                                task.input_keys), frozen)
@@ -302,12 +305,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 class _SigtermFlag:
-  """Within the block, SIGTERM sets `received` instead of killing the process."""
+  """Within the block, SIGTERM sets `received` instead of killing the process (if
+  `enabled`; otherwise `received` stays False)."""
+
+  def __init__(self, enabled: bool = True):
+    self._enabled = enabled
 
   def __enter__(self):
     self.received = False
     self._previous = None
-    if threading.current_thread() is threading.main_thread():  # signals: main thread only
+    # Signals can be handled in the main thread only.
+    if self._enabled and threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
 
