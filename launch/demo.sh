@@ -6,13 +6,16 @@
 #   2. DIR/shards   precomputed spectrogram shards + manifest
 #   3. DIR/workdir  training of configs/demo.py (resumes from its last checkpoint)
 #   4. DIR/workdir/eval  the paper's verification protocol: EER table and plots
+#   5. DIR/{speaker,vf_mirnet,vf_enrolled,upit}  the enrolled baseline's speaker model and
+#      the three separators of the paper's Table 2 (configs/<system>.py:demo)
+#   6. DIR/eval     separation of unseen speakers: SDRi / SI-SDRi / PESQi table
 set -euo pipefail
 root="runs/demo"
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) root="${2:?--root needs a directory}"; shift 2 ;;
     --root=*) root="${1#--root=}"; shift ;;
-    -h|--help) sed -n "2,10p" "$0"; exit 0 ;;
+    -h|--help) sed -n "2,13p" "$0"; exit 0 ;;
     *) echo "error: unknown argument '$1' (usage: bash launch/demo.sh [--root DIR])" >&2; exit 2 ;;
   esac
 done
@@ -22,22 +25,22 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" ""
 mkdir -p "$root/workdir"
 
 if [ -f "$root/corpus/SPEAKERS.TXT" ]; then
-  echo "[1/4] demo corpus: complete, skipped ($root/corpus)"
+  echo "[1/6] demo corpus: complete, skipped ($root/corpus)"
 else
-  echo "[1/4] demo corpus -> $root/corpus"
+  echo "[1/6] demo corpus -> $root/corpus"
   python -m mirnet_jax.demo_corpus --out="$root/corpus"
 fi
 
 if [ -f "$root/shards/manifest.json" ]; then
-  echo "[2/4] shards: complete, skipped ($root/shards)"
+  echo "[2/6] shards: complete, skipped ($root/shards)"
   python -c "import sys, json; from mirnet_jax import prepare; \
 print(prepare.summary(json.load(open(sys.argv[1]))))" "$root/shards/manifest.json"
 else
-  echo "[2/4] spectrogram shards -> $root/shards"
+  echo "[2/6] spectrogram shards -> $root/shards"
   python -m mirnet_jax.prepare --source="$root/corpus" --out="$root/shards"
 fi
 
-echo "[3/4] training configs/demo.py -> $root/workdir"
+echo "[3/6] training configs/demo.py -> $root/workdir"
 python -m mirnet_jax.main --config=configs/demo.py --workdir="$root/workdir" \
   --config.data.shards="$root/shards"
 python - "$root/workdir/metrics.jsonl" <<'PY'
@@ -50,9 +53,35 @@ PY
 
 results="$root/workdir/eval/results.json"
 if [ -f "$results" ] && [ "$results" -nt "$root/workdir/checkpoints" ]; then
-  echo "[4/4] evaluation: complete, skipped ($results)"
+  echo "[4/6] evaluation: complete, skipped ($results)"
   python -m mirnet_jax.evaluate --workdir="$root/workdir" --report_only
 else
-  echo "[4/4] evaluation -> $root/workdir/eval"
+  echo "[4/6] evaluation -> $root/workdir/eval"
   python -m mirnet_jax.evaluate --workdir="$root/workdir"
+fi
+
+# The speaker model first: the enrolled baseline is conditioned on it, as vf_mirnet is on
+# the MIRNet of stage 3.
+for system in speaker vf_mirnet vf_enrolled upit; do
+  echo "[5/6] training configs/$system.py:demo -> $root/$system"
+  condition=()
+  case "$system" in
+    vf_mirnet) condition=(--config.condition.workdir="$root/workdir") ;;
+    vf_enrolled) condition=(--config.condition.workdir="$root/speaker") ;;
+  esac
+  python -m mirnet_jax.main --config="configs/$system.py:demo" --workdir="$root/$system" \
+    --config.data.shards="$root/shards" "${condition[@]}"
+done
+
+separation="$root/eval/separation.json"
+current=yes  # results newer than every separator's checkpoints
+for system in vf_mirnet vf_enrolled upit; do
+  [ -f "$separation" ] && [ "$separation" -nt "$root/$system/checkpoints" ] || current=no
+done
+if [ "$current" = yes ]; then
+  echo "[6/6] separation evaluation: complete, skipped ($separation)"
+  python -m mirnet_jax.evaluate_separation --workdir="$root" --report_only
+else
+  echo "[6/6] separation evaluation -> $root/eval"
+  python -m mirnet_jax.evaluate_separation --workdir="$root"
 fi
