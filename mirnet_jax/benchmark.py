@@ -109,7 +109,7 @@ def bench_train(config, batch_size: int, num_classes: int, steps: int) -> dict:
 
 
 def bench_extract(config, num_classes: int, batch_size: int = 16) -> dict:
-  model = train.build_model(config, num_classes)
+  model = tasks.build_model(config, num_classes)
   x = jnp.zeros((batch_size, config.data.crop_frames, features.NUM_BINS, 2), jnp.float16)
   variables = jax.jit(lambda: model.init(jax.random.key(0), x, train=False))()
   forward = jax.jit(lambda v, m: model.apply(v, m, train=False)["embeddings"])

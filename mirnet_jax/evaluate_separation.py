@@ -17,7 +17,6 @@ from another mixture of the set. Metrics: separation_metrics.py (SDRi: BSS-eval 
 SI-SDRi; PESQi: wide-band PESQ), averaged over every source of every mixture.
 """
 
-import json
 import os
 import sys
 import time

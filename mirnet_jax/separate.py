@@ -36,7 +36,6 @@ from mirnet_jax import checkpointing
 from mirnet_jax import cli
 from mirnet_jax import embed
 from mirnet_jax import features
-from mirnet_jax import losses
 from mirnet_jax import train
 from mirnet_jax.data import audio
 from mirnet_jax.data import shards
@@ -61,18 +60,21 @@ class Separator:
       self.extractor = embed.Extractor(self.task.config.condition.workdir)
     self._masks = jax.jit(lambda v, x, e: self.task.masks(v, x, e)[0])
 
+  def check_enrolment(self, count: int):
+    """SeparationError unless `count` enrolment utterances suit this system."""
+    if self.task.name == "vf_enrolled" and count != self.num_speakers:
+      raise SeparationError(f"vf_enrolled separates enrolled speakers: give "
+                            f"{self.num_speakers} enrolment files with --enroll, not {count}")
+    if self.task.name != "vf_enrolled" and count:
+      raise SeparationError(f"{self.task.name} takes no enrolment files (--enroll)")
+
   def conditioning(self, waveform: np.ndarray, enroll: list[np.ndarray] | None):
     """The `[N, E]` embeddings the outputs are conditioned on (None for uPIT)."""
-    name = self.task.name
-    if name == "vf_mirnet":
+    self.check_enrolment(len(enroll or []))
+    if self.task.name == "vf_mirnet":
       return self.extractor.embed_waveform(waveform)
-    if name == "vf_enrolled":
-      if not enroll or len(enroll) != self.num_speakers:
-        raise SeparationError(f"{name} separates enrolled speakers: give "
-                              f"{self.num_speakers} enrolment files with --enroll")
+    if self.task.name == "vf_enrolled":
       return np.concatenate([self.extractor.embed_waveform(w) for w in enroll])
-    if enroll:
-      raise SeparationError(f"{name} takes no enrolment files")
     return None
 
   def separate(self, waveform: np.ndarray, enroll=None) -> tuple[np.ndarray, np.ndarray]:
@@ -135,11 +137,10 @@ def write_wav(path: str, waveform: np.ndarray):
 
 
 def separate_file(separator: Separator, path: str, out_dir: str,
-                  enroll: list[str] | None = None) -> list[str]:
-  """Separates one audio file into `out_dir`; returns the paths written."""
-  waveform = audio.load(path)
-  references = [audio.load(p) for p in enroll] if enroll else None
-  separated, embeddings = separator.separate(waveform, references)
+                  enroll: list[np.ndarray] | None = None) -> list[str]:
+  """Separates one audio file into `out_dir` (`enroll`: enrolment waveforms for
+  vf_enrolled); returns the paths written."""
+  separated, embeddings = separator.separate(audio.load(path), enroll)
   stem = os.path.splitext(os.path.basename(path))[0]
   os.makedirs(out_dir, exist_ok=True)
   written = []
@@ -169,12 +170,14 @@ if __name__ == "__main__":
       sys.exit("error: give one or more mixture files to separate")
     try:
       separator = Separator(_WORKDIR.value, _STEP.value)
-    except (checkpointing.CheckpointError, SeparationError) as e:
+      separator.check_enrolment(len(_ENROLL.value or []))
+      enroll = [audio.load(p) for p in _ENROLL.value or []]
+    except (checkpointing.CheckpointError, SeparationError, audio.AudioError) as e:
       sys.exit(f"error: {e}")
     failed = 0
     for path in paths:
       try:
-        written = separate_file(separator, path, _OUT.value, _ENROLL.value)
+        written = separate_file(separator, path, _OUT.value, enroll)
       except (audio.AudioError, SeparationError) as e:
         failed += 1
         logging.warning("skipping %s: %s", path, e)

@@ -48,15 +48,7 @@ class TrainState:
   opt_state: Any
 
 
-# ---------------------------------------------------------------------------- model
-
-def build_model(config: ml_collections.ConfigDict, num_classes: int):
-  return tasks.build_model(config, num_classes)
-
-
-def mixture_spec(config: ml_collections.ConfigDict) -> pipeline.MixtureSpec:
-  return tasks.mixture_spec(config)
-
+# ---------------------------------------------------------------------------- state
 
 def make_optimizer(config: ml_collections.ConfigDict):
   """AdamW with linear warmup + cosine decay and global-norm clipping (see configs/)."""

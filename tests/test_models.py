@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from mirnet_jax import train
+from mirnet_jax import tasks
 from mirnet_jax.models import mirnet
 from mirnet_jax.models import resnet
 
@@ -107,7 +107,7 @@ def expected_paper_parameters(num_classes: int) -> int:
 @pytest.mark.parametrize("num_classes", [251, 2338])
 def test_paper_size_parameter_count(num_classes):
   config = default.get_config()
-  model = train.build_model(config, num_classes)
+  model = tasks.build_model(config, num_classes)
   shapes = jax.eval_shape(lambda: model.init(
       jax.random.key(0), jnp.zeros((1, 300, 257, 2), jnp.float16)))
   count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))

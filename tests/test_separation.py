@@ -255,8 +255,15 @@ def test_separate_cli_end_to_end(systems, tmp_path):
   result = run(f"--workdir={systems['vf_enrolled']}", f"--out={tmp_path / 'none'}",
                str(stereo_44k))
   assert result.returncode != 0 and "Traceback" not in result.stderr
-  assert "--enroll" in result.stderr.strip().splitlines()[-2]
+  assert "--enroll" in result.stderr.strip().splitlines()[-1]
   assert not os.path.exists(tmp_path / "none")
+  # With enrolment files it separates.
+  enroll = [tmp_path / "a.wav", tmp_path / "b.wav"]
+  for k, path in enumerate(enroll):
+    sf.write(path, conftest.synth_voice(201 + k, 3, 2.0), 16000)
+  result = run(f"--workdir={systems['vf_enrolled']}", f"--out={out_dir}",
+               f"--enroll={enroll[0]},{enroll[1]}", str(stereo_44k))
+  assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_evaluate_separation_reports_every_system(systems, shard_dir):
