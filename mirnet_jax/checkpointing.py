@@ -2,16 +2,20 @@
 
 Keeps the latest `keep` checkpoints and the best one by the task's validation metric
 (PIT accuracy, or SNR improvement for separators; higher is better for both). Restoring
-uses the abstract (sharded) state, so arrays come back already placed on the mesh.
+uses the abstract (sharded) state, so arrays come back already placed on the mesh. The
+workdir is a local path or a gs:// URL (see storage.py).
 """
 
 import json
 import os
 
+from etils import epath
 import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+
+from mirnet_jax import storage
 
 BEST_METRIC = "val/accuracy"  # the default: classifiers
 CONFIG_FILE = "config.json"
@@ -24,28 +28,24 @@ class CheckpointError(ValueError):
 def save_config(config: ml_collections.ConfigDict, workdir: str, num_classes: int):
   """The run's config (and class count) beside its checkpoints, so that the extractor can
   rebuild the model from the workdir alone."""
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, CONFIG_FILE)
+  storage.makedirs(workdir)
   payload = dict(config=json.loads(config.to_json_best_effort()), num_classes=num_classes)
-  with open(f"{path}.tmp-{os.getpid()}", "w") as f:
-    json.dump(payload, f, indent=1)
-  os.replace(f"{path}.tmp-{os.getpid()}", path)
+  storage.write_text(os.path.join(workdir, CONFIG_FILE), json.dumps(payload, indent=1))
 
 
 def load_config(workdir: str) -> tuple[ml_collections.ConfigDict, int]:
   """(config, num_classes) of the run in `workdir`."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
+  path = epath.Path(workdir) / CONFIG_FILE
+  if not path.exists():
     raise CheckpointError(f"no {CONFIG_FILE} in {workdir}: not a training workdir")
-  with open(path) as f:
-    payload = json.load(f)
+  payload = json.loads(path.read_text())
   return ml_collections.ConfigDict(payload["config"]), int(payload["num_classes"])
 
 
 def check_compatible(workdir: str, config: ml_collections.ConfigDict, num_classes: int):
   """Raises CheckpointError naming every model field in which the run saved in `workdir`
   differs from `config` (restoring would otherwise fail deep inside orbax)."""
-  if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+  if not (epath.Path(workdir) / CONFIG_FILE).exists():
     return
   saved, saved_classes = load_config(workdir)
   normal = lambda x: json.loads(json.dumps(x.to_dict() if hasattr(x, "to_dict") else x))
@@ -73,8 +73,9 @@ def make_manager(workdir: str, keep: int, best_metric: str = BEST_METRIC,
   ])
   options = ocp.CheckpointManagerOptions(preservation_policy=policy, read_only=read_only,
                                          create=not read_only)
+  # A local path must be absolute for orbax; a gs:// URL must stay one.
   return ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, "checkpoints")), options=options,
+      storage.absolute(os.path.join(workdir, "checkpoints")), options=options,
       item_handlers=dict(state=ocp.StandardCheckpointHandler(),
                          data=grain.checkpoint.CheckpointHandler()))
 
@@ -91,9 +92,9 @@ def restore(manager: ocp.CheckpointManager, abstract_state, data_iterator=None,
   also rewinds `data_iterator` when given. Returns the state."""
   step = manager.latest_step() if step is None else step
   items = dict(state=ocp.args.StandardRestore(abstract_state))
-  data_dir = os.path.join(manager.directory, str(step), "data")
-  same_processes = os.path.exists(os.path.join(
-      data_dir, f"process_{jax.process_index()}-of-{jax.process_count()}.json"))
+  data_dir = epath.Path(manager.directory) / str(step) / "data"
+  same_processes = (
+      data_dir / f"process_{jax.process_index()}-of-{jax.process_count()}.json").exists()
   if data_iterator is not None and same_processes:
     items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
   state = manager.restore(step, args=ocp.args.Composite(**items))["state"]
@@ -102,7 +103,7 @@ def restore(manager: ocp.CheckpointManager, abstract_state, data_iterator=None,
   return state
 
 
-def _restore_position(data_dir: str, data_iterator):
+def _restore_position(data_dir: epath.Path, data_iterator):
   """Rewinds `data_iterator` from a checkpoint saved by another number of processes.
 
   grain keeps one file per process (`process_{i}-of-{n}.json`). The position in it counts
@@ -111,10 +112,9 @@ def _restore_position(data_dir: str, data_iterator):
   on 1 or 4.
   """
   states = set()
-  for name in os.listdir(data_dir):
-    if name.startswith("process_") and name.endswith(".json"):
-      with open(os.path.join(data_dir, name)) as f:
-        states.add(json.dumps(json.load(f), sort_keys=True))
+  for path in data_dir.iterdir():
+    if path.name.startswith("process_") and path.name.endswith(".json"):
+      states.add(json.dumps(json.loads(path.read_text()), sort_keys=True))
   if len(states) != 1:
     raise CheckpointError(f"{data_dir} holds {len(states)} different data iterator "
                           f"states; they cannot resume on {jax.process_count()} processes")

@@ -3,9 +3,10 @@ r"""Speaker embeddings of mixtures from a trained workdir.
   python -m mirnet_jax.embed --workdir=runs/demo/workdir mix1.wav mix2.flac ...
 
 writes `<name>.npy` (`[N, E]`: one embedding per speaker slot) beside each input (or in
-`--out_dir`) and prints one line per file. Any sample rate or channel count is accepted
-(resampled to 16 kHz, channels averaged), and any length: a file is read in blocks of
-10 s and embedded a batch of windows at a time, so memory does not grow with its length.
+`--out_dir`) and prints one line per file. `--workdir` and `--out_dir` may be gs:// URLs.
+Any sample rate or channel count is accepted (resampled to 16 kHz, channels averaged),
+and any length: a file is read in blocks of 10 s and embedded a batch of windows at a
+time, so memory does not grow with its length.
 
 A file that cannot be embedded is reported on stderr as `<file>: skipped: <reason>` and
 gets no `.npy` (none is ever left half-written): a missing, unreadable, corrupt, truncated
@@ -26,6 +27,7 @@ segment length W (`config.data.crop_frames`):
     permutation with the smallest summed Euclidean distance), then averaged.
 """
 
+import io
 import itertools
 import os
 import sys
@@ -33,12 +35,14 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mirnet_jax import checkpointing
 from mirnet_jax import features
+from mirnet_jax import storage
 from mirnet_jax import tasks
 from mirnet_jax import train
 from mirnet_jax.data import audio
@@ -225,7 +229,7 @@ def main(argv):
   workdir, out_dir, step = flags.FLAGS.workdir, flags.FLAGS.out_dir, flags.FLAGS.step
   if not workdir or not files:
     raise app.UsageError("usage: python -m mirnet_jax.embed --workdir=DIR FILE...")
-  if out_dir and os.path.exists(out_dir) and not os.path.isdir(out_dir):
+  if out_dir and epath.Path(out_dir).exists() and not epath.Path(out_dir).is_dir():
     sys.exit(f"error: --out_dir is not a directory: {out_dir}")
   try:
     extractor = Extractor(workdir, step)
@@ -233,21 +237,19 @@ def main(argv):
     sys.exit(f"error: {e}")
   try:
     if out_dir:
-      os.makedirs(out_dir, exist_ok=True)
+      storage.makedirs(out_dir)
   except OSError as e:
     sys.exit(f"error: cannot create --out_dir {out_dir}: {e.strerror or e}")
   failed = 0
   for path in files:
     target_dir = out_dir or os.path.dirname(os.path.abspath(path))
     out = os.path.join(target_dir, os.path.splitext(os.path.basename(path))[0] + ".npy")
-    tmp = f"{out}.tmp-{os.getpid()}.npy"
     try:
       embeddings, samples, windows = extractor.embed_file(path)
-      np.save(tmp, embeddings)
-      os.replace(tmp, out)
+      npy = io.BytesIO()
+      np.save(npy, embeddings)
+      storage.write_bytes(out, npy.getvalue())  # atomic: no half-written .npy
     except (audio.AudioError, OSError) as e:
-      if os.path.exists(tmp):
-        os.remove(tmp)
       reason = e.strerror if isinstance(e, OSError) and e.strerror else e
       print(f"{path}: skipped: {reason}", file=sys.stderr)
       failed += 1

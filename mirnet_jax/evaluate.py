@@ -27,6 +27,7 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+from etils import epath
 import numpy as np
 
 from mirnet_jax import checkpointing
@@ -34,6 +35,7 @@ from mirnet_jax import embed
 from mirnet_jax import features
 from mirnet_jax import losses
 from mirnet_jax import plots
+from mirnet_jax import storage
 from mirnet_jax import verification
 from mirnet_jax.data import pipeline
 from mirnet_jax.data import shards
@@ -144,7 +146,7 @@ def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
   extractor = embed.Extractor(workdir, step)
   segment_frames = int(round(segment_seconds * features.SAMPLE_RATE / features.HOP_LENGTH))
   config = extractor.config
-  own_shards = shard_dir is None or os.path.abspath(shard_dir) == os.path.abspath(
+  own_shards = shard_dir is None or storage.absolute(shard_dir) == storage.absolute(
       config.data.shards)
   shard_dir = shard_dir or config.data.shards
   manifest = shards.load_manifest(shard_dir)
@@ -152,7 +154,7 @@ def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
   splits = {condition: shards.open_split(shard_dir, split_name, manifest)
             for condition, split_name in conditions.items()}
   eval_dir = os.path.join(workdir, "eval")
-  os.makedirs(eval_dir, exist_ok=True)
+  storage.makedirs(eval_dir)
 
   results, curves, unseen_trials = {}, {}, None
   for condition, split_name in conditions.items():
@@ -168,7 +170,7 @@ def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
   clean = score_trials(extractor, splits["unseen"], unseen_trials, segment_frames,
                        first_source_only=True)
   results["clean"] = verification.summarise(*clean["euclidean"], *clean["cosine"])
-  results["meta"] = dict(step=extractor.step, shards=os.path.abspath(shard_dir),
+  results["meta"] = dict(step=extractor.step, shards=storage.absolute(shard_dir),
                          seed=seed, segment_seconds=segment_seconds,
                          protocol="paper Section 4.1.2, Euclidean min-distance",
                          corpus=manifest.get("source"))
@@ -179,10 +181,7 @@ def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
     if own_shards:
       plot_paths += _seen_speaker_plots(extractor, splits["seen"], eval_dir, seed)
   results["plots"] = plot_paths
-  path = os.path.join(eval_dir, "results.json")
-  with open(f"{path}.tmp-{os.getpid()}", "w") as f:
-    json.dump(results, f, indent=1)
-  os.replace(f"{path}.tmp-{os.getpid()}", path)
+  storage.write_text(os.path.join(eval_dir, "results.json"), json.dumps(results, indent=1))
   return results
 
 
@@ -223,10 +222,9 @@ def main(argv):
   results_path = os.path.join(_WORKDIR.value, "eval", "results.json")
   try:
     if _REPORT_ONLY.value:
-      if not os.path.exists(results_path):
+      if not epath.Path(results_path).exists():
         raise checkpointing.CheckpointError(f"no {results_path}: evaluate first")
-      with open(results_path) as f:
-        results = json.load(f)
+      results = json.loads(epath.Path(results_path).read_text())
     else:
       results = evaluate(_WORKDIR.value, _SHARDS.value, _TRIALS.value, _SEED.value,
                          _TRIALS_FROM.value, _STEP.value, _PLOTS.value, _SEGMENT.value)

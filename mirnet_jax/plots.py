@@ -3,10 +3,11 @@ and DET curves of the verification conditions.
 
 Figures are drawn on matplotlib's Agg canvas directly (`Figure` + `FigureCanvasAgg`),
 without pyplot, so importing this module changes no global backend or state and figures
-are freed when they go out of scope. Every function writes one PNG atomically (a temp
-file in the same directory, then `os.replace`) and returns its path.
+are freed when they go out of scope. Every function writes one PNG atomically (a local
+temp file, then `os.replace`; one upload to a gs:// URL) and returns its path.
 """
 
+import io
 import os
 
 from matplotlib import colormaps
@@ -16,22 +17,19 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
 
+from mirnet_jax import storage
+
 DPI = 120
 _LOG10_E = np.log10(np.e)
 
 
 def _save(fig: Figure, path: str) -> str:
-  """Writes `fig` to `path` as PNG via a temp file in the same directory."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+  """Writes `fig` to `path` (local or gs://) as PNG, atomically."""
+  storage.makedirs(os.path.dirname(storage.absolute(path)))
   FigureCanvasAgg(fig)
-  try:
-    fig.savefig(tmp, format="png", dpi=DPI)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  png = io.BytesIO()
+  fig.savefig(png, format="png", dpi=DPI)
+  storage.write_bytes(path, png.getvalue())
   return path
 
 

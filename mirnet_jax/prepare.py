@@ -1,7 +1,11 @@
 r"""Prepares spectrogram shards from a corpus.
 
   python -m mirnet_jax.prepare --source=runs/demo/corpus --out=runs/demo/shards
-  python -m mirnet_jax.prepare --source=tfds:librispeech --out=gs://.../shards
+  python -m mirnet_jax.prepare --source=tfds:librispeech --out=/data/shards
+
+`--out` is a local directory: training reads shards from a gs:// URL too, but they are
+prepared locally and copied there (`gcloud storage rsync --recursive /data/shards
+gs://BUCKET/shards`; launch/tpu_prepare.sh does both).
 
 Defaults fit both the demo corpus (subsets `train`, `test`) and real LibriSpeech
 (`train-*` for training; `dev-*`, `test-*` for unseen speakers).
@@ -22,7 +26,7 @@ from mirnet_jax.data import corpora
 from mirnet_jax.data import shards
 
 _SOURCE = flags.DEFINE_string("source", None, "LibriSpeech-layout directory or tfds:librispeech.")
-_OUT = flags.DEFINE_string("out", None, "Output shard directory.")
+_OUT = flags.DEFINE_string("out", None, "Output shard directory (local).")
 _TRAIN = flags.DEFINE_list("train_subsets", ["train*"], "Glob patterns of training subsets.")
 _TEST = flags.DEFINE_list("test_subsets", ["dev*", "test*"], "Glob patterns of unseen subsets.")
 _HELDOUT = flags.DEFINE_float("heldout_fraction", 0.1, "Held-out share of each training speaker.")

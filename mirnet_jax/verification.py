@@ -46,8 +46,11 @@ import dataclasses
 import json
 import os
 
+from etils import epath
 import numpy as np
 from sklearn import metrics as skm
+
+from mirnet_jax import storage
 
 TRIALS_FORMAT = "mirnet_jax.verification.trials/1"
 ROLES = ("anchor", "positive", "negative")
@@ -199,7 +202,7 @@ def _jsonable(x):
 
 
 def save_trials(path: str, trials: list[Trial], meta: dict):
-  """Writes trials and `meta` as JSON, atomically (temp file in the same dir + rename).
+  """Writes trials and `meta` as JSON, atomically (see storage.write_bytes).
 
   Args:
     path: output file.
@@ -217,16 +220,8 @@ def save_trials(path: str, trials: list[Trial], meta: dict):
       "trials": [[[[s.utterance, s.offset, s.gain] for s in getattr(t, r)] for r in ROLES]
                  for t in trials],
   }
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-  try:
-    with open(tmp, "w") as f:
-      json.dump(doc, f, separators=(",", ":"))
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  storage.makedirs(os.path.dirname(storage.absolute(path)))
+  storage.write_text(path, json.dumps(doc, separators=(",", ":")))
 
 
 def load_trials(path: str, expect: dict | None = None) -> tuple[list[Trial], dict]:
@@ -243,8 +238,7 @@ def load_trials(path: str, expect: dict | None = None) -> tuple[list[Trial], dic
   Raises:
     ValueError: on another format, or when `meta` does not match `expect`.
   """
-  with open(path) as f:
-    doc = json.load(f)
+  doc = json.loads(epath.Path(path).read_text())
   if doc.get("format") != TRIALS_FORMAT:
     raise ValueError(f"{path} is not a trial list of format {TRIALS_FORMAT}")
   meta = doc["meta"]

@@ -13,9 +13,14 @@ and `heldout` (disjoint utterances of the training speakers, both in group `trai
 
 Every file is written under a temporary name and renamed, and a shard whose sidecar
 exists is not written again, so an interrupted preparation resumes where it stopped.
+
+Preparing writes to a local directory only; reading also takes a `gs://` URL (copy a
+prepared directory there with `gcloud storage rsync --recursive`): the manifest and index
+are read through etils.epath, and ArrayRecord reads the shards from Cloud Storage itself.
 """
 
 import dataclasses
+import io
 import json
 import multiprocessing
 import os
@@ -23,10 +28,12 @@ import zlib
 
 from absl import logging
 from array_record.python import array_record_module
+from etils import epath
 import grain
 import numpy as np
 
 from mirnet_jax import features
+from mirnet_jax import storage
 from mirnet_jax.data import audio
 from mirnet_jax.data import corpora
 
@@ -46,10 +53,7 @@ class ShardError(ValueError):
 
 
 def atomic_write_bytes(path: str, data: bytes):
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "wb") as f:
-    f.write(data)
-  os.replace(tmp, path)
+  storage.write_bytes(path, data)
 
 
 def atomic_write_json(path: str, obj):
@@ -159,6 +163,10 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
     utterances_per_shard: shard size.
     workers: processes (default: all cores).
   """
+  if storage.is_remote(out_dir):
+    raise ShardError(f"prepare writes to local disk only, not {out_dir}: prepare into a "
+                     "local directory, then copy it with `gcloud storage rsync --recursive "
+                     f"DIR {out_dir}` (launch/tpu_prepare.sh does both)")
   if os.path.exists(out_dir) and not os.path.isdir(out_dir):
     raise ShardError(f"the output is not a directory: {out_dir}")
   corpus = corpora.open_corpus(source)
@@ -315,13 +323,15 @@ class Split:
 
 
 def load_manifest(shard_dir: str) -> dict:
-  path = os.path.join(shard_dir, MANIFEST)
-  if not os.path.exists(path):
-    raise ShardError(f"no {MANIFEST} in {shard_dir}: run `python -m mirnet_jax.prepare "
-                     f"--out={shard_dir}` first")
+  """The manifest of `shard_dir` (a local directory or a gs:// URL), checked."""
+  path = epath.Path(shard_dir) / MANIFEST
+  if not path.exists():
+    how = (f"run `python -m mirnet_jax.prepare --out={shard_dir}` first"
+           if not storage.is_remote(shard_dir) else "prepare them into a local DIR, then "
+           f"copy them there with `gcloud storage rsync --recursive DIR {shard_dir}`")
+    raise ShardError(f"no {MANIFEST} in {shard_dir}: {how}")
   try:
-    with open(path) as f:
-      manifest = json.load(f)
+    manifest = json.loads(path.read_bytes())
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise ShardError(f"{path} is not a valid manifest ({e}); prepare {shard_dir} "
                      "again") from None
@@ -339,11 +349,18 @@ def open_split(shard_dir: str, split: str, manifest: dict | None = None) -> Spli
   if split not in SPLIT_GROUP:
     raise ValueError(f"unknown split {split!r}; one of {sorted(SPLIT_GROUP)}")
   manifest = manifest or load_manifest(shard_dir)
-  paths = [os.path.join(shard_dir, name) for name in manifest["shards"][SPLIT_GROUP[split]]]
-  missing = [p for p in paths + [os.path.join(shard_dir, INDEX)] if not os.path.exists(p)]
+  names = manifest["shards"][SPLIT_GROUP[split]]
+  # One listing, not an existence check per file (each is a request on Cloud Storage).
+  present = {p.name for p in epath.Path(shard_dir).iterdir()}
+  missing = [n for n in names + [INDEX] if n not in present]
   if missing:
     raise ShardError(f"{shard_dir} is incomplete: {len(missing)} files missing (e.g. "
-                     f"{os.path.basename(missing[0])}); prepare it again")
-  with np.load(os.path.join(shard_dir, INDEX)) as index:
+                     f"{missing[0]}); prepare it again")
+  index_bytes = (epath.Path(shard_dir) / INDEX).read_bytes()
+  with np.load(io.BytesIO(index_bytes)) as index:
     fields = {k: index[f"{split}.{k}"] for k in ("record", "label", "frames", "utterance")}
+  # gs:// URLs go to ArrayRecord as they are: its reader opens them with a Cloud Storage
+  # client of its own (ranged reads, Application Default Credentials: on a TPU VM, its
+  # service account).
+  paths = [os.path.join(shard_dir, name) for name in names]
   return Split(grain.sources.ArrayRecordDataSource(paths), **fields)

@@ -1,0 +1,94 @@
+"""Local paths and Cloud Storage URLs (`gs://bucket/...`) behind one set of file calls.
+
+Workdirs and shard directories may be either. Everything goes through `etils.epath` (what
+orbax and grain use too): local paths through `os`, `gs://` through TensorFlow's
+`tf.io.gfile` when TensorFlow is installed (the `[tfds]` extra), else through gcsfs.
+
+Object storage has no rename and no append, so two calls differ by kind of path:
+`write_bytes` is a temp file + `os.replace` locally and one upload to Cloud Storage (an
+object becomes visible only once its upload completes, and replaces the old one whole:
+already atomic); `open_append` appends to a local file, and for an object keeps the whole
+content and uploads it again at every flush.
+"""
+
+import os
+import re
+import threading
+
+from etils import epath
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def is_remote(path) -> bool:
+  """True for a URL (`gs://...`), False for a local path."""
+  return bool(_URL.match(os.fspath(path)))
+
+
+def absolute(path) -> str:
+  """A local path made absolute; a URL unchanged (`os.path.abspath` would turn
+  `gs://b/x` into `$PWD/gs:/b/x`)."""
+  path = os.fspath(path)
+  return path if is_remote(path) else os.path.abspath(path)
+
+
+def write_bytes(path, data: bytes):
+  """Writes `path` atomically: a reader sees the old content or the new, never a part."""
+  if is_remote(path):
+    epath.Path(path).write_bytes(data)  # one object upload: atomic by itself
+    return
+  path = os.fspath(path)
+  tmp = f"{path}.tmp-{os.getpid()}"
+  try:
+    with open(tmp, "wb") as f:
+      f.write(data)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def write_text(path, text: str):
+  write_bytes(path, text.encode())
+
+
+def makedirs(path):
+  epath.Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def open_append(path):
+  """A text file opened for appending (`write`, `flush`, `close`)."""
+  if is_remote(path):
+    return ObjectAppender(path)
+  return open(path, "a")
+
+
+class ObjectAppender:
+  """Appending to an object: holds the object's whole content (read once, at open) and
+  uploads all of it again at each `flush` or `close` that follows a `write`. Meant for
+  small, growing logs (metrics, TensorBoard scalars), not for bulk data.
+
+  Also serves as tensorboardX's writer for an event file on object storage (its
+  `RecordWriter` writes bytes, flushes and closes; its background thread flushes too,
+  hence the lock).
+  """
+
+  def __init__(self, path):
+    self._path = epath.Path(path)
+    self._data = bytearray(self._path.read_bytes() if self._path.exists() else b"")
+    self._pending = False
+    self._lock = threading.Lock()
+
+  def write(self, data):
+    with self._lock:
+      self._data += data.encode() if isinstance(data, str) else data
+      self._pending = True
+
+  def flush(self):
+    with self._lock:  # one upload at a time: a later one never carries less content
+      if self._pending:
+        self._path.write_bytes(bytes(self._data))
+        self._pending = False
+
+  def close(self):
+    self.flush()
