@@ -27,6 +27,7 @@ import threading
 import urllib.parse
 
 from etils import epath
+from etils.epath import gpath as epath_gpath
 import numpy as np
 from orbax.checkpoint._src.path import gcs_utils
 import pytest
@@ -143,6 +144,9 @@ def fake_gcs(tmp_path, monkeypatch):
   gcs = FakeGcs(str(tmp_path / "gcs"))
   os.makedirs(gcs.local(BUCKET))
   monkeypatch.setenv("EPATH_USE_TF", "false")
+  # epath caches "is TensorFlow installed" on first use: an earlier test (TFDS) may have
+  # cached True, and gs:// would then go to tf.io.gfile, past the fake.
+  monkeypatch.setattr(epath_gpath, "_is_tf_installed", lambda: False)
   monkeypatch.setattr(gcs_utils, "is_hierarchical_namespace_enabled", lambda path: False)
   monkeypatch.setattr(gcs_utils, "get_kvstore_for_gcs",
                       lambda path: {"driver": "file", "path": gcs.local(path)})
