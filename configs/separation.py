@@ -19,6 +19,7 @@ import ml_collections
 
 from configs import default
 from configs import demo as mirnet_demo
+from configs import tiny
 
 SIZES = ("paper", "demo", "tiny")
 
@@ -68,7 +69,7 @@ def separator(task: str, size: str = "paper") -> ml_collections.ConfigDict:
     c.keep_checkpoints = 2
   elif size == "tiny":
     _tiny(c)
-    c.model.update(dict(conv_channels=4, conv_out_channels=1, dilations=(1,), lstm_dim=8,
+    c.model.update(dict(conv_channels=4, conv_out_channels=1, dilations=(), lstm_dim=8,
                         fc_dim=8))
   if task == "upit":  # "doubling the dimension of the fully-connected layer and output"
     c.model.fc_dim *= 2
@@ -104,15 +105,11 @@ def speaker_model(size: str = "paper") -> ml_collections.ConfigDict:
 
 
 def _tiny(c: ml_collections.ConfigDict):
-  c.data.shards = "runs/demo/shards"
-  c.data.crop_frames = 100
-  c.data.train_hours = 0.1
-  c.data.val_hours = 16 * 1.0 / 3600
-  c.data.workers = 0
-  c.data.read_threads = 2
-  c.optim.warmup_steps = 2
-  c.batch_size = 8
-  c.num_train_steps = 6
-  c.log_every = 2
-  c.eval_every = 3
-  c.keep_checkpoints = 2
+  """configs/tiny.py's data, optimiser and schedule (not its model), keeping the number of
+  speakers of `c`."""
+  t = tiny.get_config()
+  t.data.num_speakers = c.data.num_speakers
+  c.data, c.optim = t.data, t.optim
+  for key in ("batch_size", "num_train_steps", "log_every", "eval_every",
+              "keep_checkpoints"):
+    c[key] = t[key]
