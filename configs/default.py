@@ -59,6 +59,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999
   c.optim.clip_norm = 5.0
+  # A NaN/inf loss or gradient: "stop" the run at the next log point, naming the step and
+  # the last good checkpoint; or "skip" the step (parameters, optimizer state and BatchNorm
+  # statistics stay as they were; the step still counts as a batch drawn; logged as
+  # train/skipped_steps) and stop only after more than `max_consecutive_skips` in a row.
+  c.optim.nonfinite = "stop"
+  c.optim.max_consecutive_skips = 10
 
   c.batch_size = 128  # global
   c.num_train_steps = 100_000

@@ -67,12 +67,25 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict, num_classe
 
 def make_manager(workdir: str, keep: int, best_metric: str = BEST_METRIC,
                  read_only: bool = False) -> ocp.CheckpointManager:
+  metric = lambda m: m[best_metric]
+  # A checkpoint without metrics (a preemption save) is one of the latest or goes: BestN
+  # would otherwise keep it for ever.
   policy = ocp.checkpoint_managers.AnyPreservationPolicy([
       ocp.checkpoint_managers.LatestN(n=keep),
-      ocp.checkpoint_managers.BestN(get_metric_fn=lambda m: m[best_metric], n=1),
+      ocp.checkpoint_managers.BestN(get_metric_fn=metric, n=1,
+                                    keep_checkpoints_without_metrics=False),
   ])
-  options = ocp.CheckpointManagerOptions(preservation_policy=policy, read_only=read_only,
-                                         create=not read_only)
+  # best_fn as well as the policy: without it orbax writes no metrics into the steps, so
+  # best_step() is the latest step, and a resumed run, finding no metrics, keeps every
+  # step it started with for ever.
+  # A step being written when the process died is never listed, hence never restored:
+  # orbax writes it under a temporary name renamed on commit (`9.orbax-checkpoint-tmp`),
+  # or, on Cloud Storage, counts it only once its `commit_success.txt` exists. A writer
+  # also deletes such leftovers (a resumed run may never save that step again).
+  options = ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=metric,
+                                         best_mode="max", read_only=read_only,
+                                         create=not read_only,
+                                         cleanup_tmp_directories=not read_only)
   # A local path must be absolute for orbax; a gs:// URL must stay one.
   return ocp.CheckpointManager(
       storage.absolute(os.path.join(workdir, "checkpoints")), options=options,

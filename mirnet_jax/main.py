@@ -11,6 +11,7 @@ from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+from ml_collections.config_flags import config_path
 
 # Config files import their siblings (`from configs import default`): make the directory
 # that holds `configs/` importable wherever the command is run from.
@@ -45,9 +46,30 @@ def _quiet_libraries(record) -> bool:
       f"{os.sep}mirnet_jax{os.sep}" in record.pathname
 
 
+def _tuple_override_errors(config_flag) -> list[str]:
+  """ml_collections checks the type of an overridden scalar but not the elements of a
+  tuple (`--config.model.resnet_widths=abc` gives `('abc',)`, which would fail deep in the
+  model): an overridden tuple must hold the element types of the config file's own tuple
+  (ints if that one is empty, as every tuple in configs/ holds ints; an int may be a
+  float)."""
+  defaults = config_flag.parser.parse(config_flag.config_filename)
+  errors = []
+  for key, value in config_flags.get_override_values(config_flag).items():
+    if not isinstance(value, tuple):
+      continue
+    types = {type(x) for x in config_path.get_value(key, defaults)} or {int}
+    types |= {int} if float in types else set()
+    if not all(type(x) in types for x in value):
+      errors.append(f"--config.{key}={value!r}: expected a tuple of "
+                    f"{' or '.join(sorted(t.__name__ for t in types))}")
+  return errors
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if errors := _tuple_override_errors(flags.FLAGS["config"]):
+    sys.exit("error: " + "; ".join(errors))
   logging.get_absl_handler().addFilter(_quiet_libraries)
   import jax  # after flag parsing, so that --help stays fast
   from mirnet_jax import distributed

@@ -5,12 +5,18 @@ Only process 0 writes; the others get a writer that does nothing. In a `gs://` w
 both files are objects that are uploaded again, whole, at every logged point (objects
 cannot be appended to; see storage.ObjectAppender), so they are up to date in the bucket
 at every point, as local files are.
+
+A run resumed from step S (`resume_step`) first drops what a run that died after its
+checkpoint S logged for later steps: the rows of `metrics.jsonl` (rewritten atomically)
+and, through TensorBoard's purge step, the TensorBoard events. The resumed run logs those
+steps again, so the logs read as those of a run that never stopped.
 """
 
 import json
 import os
 
 from absl import logging
+from etils import epath
 import numpy as np
 
 from mirnet_jax import storage
@@ -30,7 +36,7 @@ class _ObjectFactory:
 
 class MetricWriter:
 
-  def __init__(self, workdir: str, enabled: bool = True):
+  def __init__(self, workdir: str, enabled: bool = True, resume_step: int | None = None):
     self.enabled = enabled
     self._tb = None
     self._jsonl = None
@@ -40,8 +46,13 @@ class MetricWriter:
       if storage.is_remote(workdir):
         record_writer.register_writer_factory(workdir.split(":")[0], _ObjectFactory())
       storage.makedirs(workdir)
-      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
-      self._jsonl = storage.open_append(os.path.join(workdir, "metrics.jsonl"))
+      purge = None if resume_step is None else resume_step + 1
+      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"),
+                                            purge_step=purge)
+      jsonl = os.path.join(workdir, "metrics.jsonl")
+      if resume_step is not None:
+        _drop_rows_after(jsonl, resume_step)
+      self._jsonl = storage.open_append(jsonl)
 
   def write(self, step: int, metrics: dict):
     if not self.enabled:
@@ -58,3 +69,22 @@ class MetricWriter:
     if self.enabled:
       self._tb.close()
       self._jsonl.close()
+
+
+def _drop_rows_after(path: str, step: int):
+  """Rewrites the `metrics.jsonl` at `path` without its rows of steps after `step`, and
+  without a line torn by a kill in mid-write."""
+  if not epath.Path(path).exists():
+    return
+  text = epath.Path(path).read_text()
+  lines = text.splitlines()
+  kept = []
+  for line in lines:
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError:
+      continue  # torn
+    if row["step"] <= step:
+      kept.append(line + "\n")
+  if len(kept) != len(lines) or text and not text.endswith("\n"):  # torn before "\n"
+    storage.write_text(path, "".join(kept))

@@ -134,7 +134,11 @@ def load_conditioner(config: ml_collections.ConfigDict, mesh) -> tasks.Condition
 
 # ---------------------------------------------------------------------------- steps
 
-def train_step(state: TrainState, batch, frozen, *, task: tasks.Task, tx, schedule):
+def train_step(state: TrainState, batch, frozen, *, task: tasks.Task, tx, schedule,
+               nonfinite: str = "stop"):
+  """One optimizer step. With `nonfinite="skip"` (config.optim.nonfinite), a step whose
+  loss or gradient is NaN/inf leaves parameters, optimizer state and BatchNorm statistics
+  as they were and reports `train/skipped_steps` = 1; `step` counts batches either way."""
   def loss_fn(params):
     loss, per_example, batch_stats = task.loss(params, state.batch_stats, batch, frozen,
                                                train=True)
@@ -142,14 +146,37 @@ def train_step(state: TrainState, batch, frozen, *, task: tasks.Task, tx, schedu
 
   (loss, (per_example, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
+  grad_norm = optax.tree.norm(grads)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   new_state = state.replace(step=state.step + 1,
                             params=optax.apply_updates(state.params, updates),
                             batch_stats=batch_stats, opt_state=opt_state)
   metrics = {f"train/{k}": v.mean() for k, v in per_example.items()}
-  metrics.update({"train/loss": loss, "train/grad_norm": optax.tree.norm(grads),
-                  "train/learning_rate": schedule(state.step)})
+  metrics.update({"train/loss": loss, "train/grad_norm": grad_norm,
+                  # The optimizer's own count, not `step`: they differ by the skipped steps.
+                  "train/learning_rate": schedule(_schedule_count(state.opt_state))})
+  if nonfinite == "skip":
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    # Not optax.apply_if_finite: BatchNorm statistics live outside the optimizer and must
+    # be kept too. `step` still advances, so that it keeps counting the batches drawn (the
+    # data iterator's position, checkpoint names, resume); the optimizer's count (hence the
+    # learning-rate schedule and Adam's bias correction) advances only with an update.
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    new_state = new_state.replace(params=keep(new_state.params, state.params),
+                                  batch_stats=keep(new_state.batch_stats, state.batch_stats),
+                                  opt_state=keep(new_state.opt_state, state.opt_state))
+    metrics["train/skipped_steps"] = 1.0 - finite.astype(jnp.float32)
   return new_state, metrics
+
+
+def _schedule_count(opt_state):
+  """How many updates the optimizer has applied: the learning-rate schedule's position."""
+  is_schedule = lambda path, _: getattr(path[-1], "tuple_name", "") == "ScaleByScheduleState"
+  return optax.tree_utils.tree_get(opt_state, "count", filtering=is_schedule)
+
+
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 def eval_step(state: TrainState, batch, frozen, *, task: tasks.Task):
@@ -172,6 +199,9 @@ def _check(config, mesh):
   if config.batch_size % devices or config.batch_size % jax.process_count():
     raise ConfigError(f"batch_size {config.batch_size} must be a multiple of the "
                       f"{devices} devices and {jax.process_count()} processes")
+  if config.optim.nonfinite not in ("stop", "skip"):
+    raise ConfigError(f"optim.nonfinite must be 'stop' or 'skip', not "
+                      f"{config.optim.nonfinite!r}")
 
 
 def evaluate(state, eval_fn, task, batch_sharding, manifest) -> dict:
@@ -229,10 +259,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if jax.process_index() == 0:
     checkpointing.save_config(config, workdir, manifest["num_classes"])
 
-  writer = metric_writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  # Rows of steps after `start` were written by a run that died after its last checkpoint:
+  # this run writes them again.
+  writer = metric_writers.MetricWriter(workdir, enabled=jax.process_index() == 0,
+                                       resume_step=start)
   batch_abstract = task.abstract_batch(config.batch_size, batch_sharding)
   # Compiled once, ahead of time: a batch of another shape is an error, not a recompile.
-  step_fn = jax.jit(functools.partial(train_step, task=task, tx=tx, schedule=schedule),
+  step_fn = jax.jit(functools.partial(train_step, task=task, tx=tx, schedule=schedule,
+                                      nonfinite=config.optim.nonfinite),
                     in_shardings=(state_sharding, batch_sharding, frozen_sharding),
                     out_shardings=(state_sharding, replicated),
                     donate_argnums=0).lower(state, batch_abstract, frozen).compile()
@@ -248,7 +282,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                sum(x.size for x in jax.tree.leaves(state.params)),
                manifest["num_classes"], start, config.num_train_steps)
 
-  pending, last = [], {}
+  state_finite = jax.jit(lambda s: _all_finite((s.params, s.batch_stats)))
+
+  def stop_if_nonfinite(summed, step, state, skips):
+    """Raises NonFiniteError if training went non-finite by `step` (`summed`: the metrics
+    of the steps since the last log point); returns the consecutive skips by `step`."""
+    problem, skips = _nonfinite(summed, step, skips, config.optim.max_consecutive_skips,
+                                bool(state_finite(state)))
+    if problem:
+      manager.wait_until_finished()
+      raise NonFiniteError(f"{problem}; last good checkpoint: step {manager.latest_step()} "
+                           f"in {workdir}")
+    return skips
+
+  pending, last, skips = [], {}, 0
   tick, tick_step = time.time(), start
   # Several processes: JAX's preemption service (started by jax.distributed.initialize)
   # owns SIGTERM and makes every process stop at the same step (reached_preemption); a
@@ -261,13 +308,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if step % config.log_every == 0 or step == config.num_train_steps:
         # Read back only here: reading every step would stall the device.
         summed = jax.device_get(pending)
-        last = {k: float(np.mean([m[k] for m in summed])) for k in summed[0]}
-        if not all(np.isfinite(m[k]) for m in summed for k in ("train/loss",
-                                                                "train/grad_norm")):
-          manager.wait_until_finished()
-          raise NonFiniteError(
-              f"non-finite loss or gradient between steps {step - len(summed) + 1} and "
-              f"{step}; last good checkpoint: step {manager.latest_step()} in {workdir}")
+        skips = stop_if_nonfinite(summed, step, state, skips)
+        # Skipped steps ("skip" mode) have NaN metrics by design: averages leave them out.
+        done = [m for m in summed if not m.get("train/skipped_steps")]
+        last = {k: float(np.mean([m[k] for m in done])) for k in done[0]} if done else {}
+        if "train/skipped_steps" in summed[0]:  # a count, not a mean
+          last["train/skipped_steps"] = float(sum(m["train/skipped_steps"] for m in summed))
         rate = (step - tick_step) / max(time.time() - tick, 1e-9)
         last["train/steps_per_s"] = rate
         last["train/examples_per_s"] = rate * config.batch_size
@@ -278,6 +324,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         pending, tick, tick_step = [], time.time(), step
       saved = step % config.eval_every == 0 or step == config.num_train_steps
       if saved:
+        # A checkpoint never holds what the next log point would reject.
+        stop_if_nonfinite(jax.device_get(pending), step, state, skips)
         val = evaluate(state, eval_fn, task, batch_sharding, manifest)
         writer.write(step, val)
         last.update(val)
@@ -288,12 +336,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         # Preempted (SIGTERM here, or JAX's multi-host preemption sync point): save this
         # step with the data iterator's position and stop; the same command resumes.
         if not saved:
+          stop_if_nonfinite(jax.device_get(pending), step, state, skips)
           checkpointing.save(manager, step, state, train_iter)
         logging.info("preempted: saved step %d; rerun the same command to resume", step)
         break
   manager.wait_until_finished()
   writer.close()
   return last
+
+
+def _nonfinite(summed, step: int, skips: int, max_skips: int, state_finite: bool):
+  """(what went non-finite by `step`, or None; consecutive skipped steps by `step`).
+
+  `summed` holds the metrics of the steps up to `step` not yet checked, `skips` the
+  consecutive skipped steps before them. A skipped step (config.optim.nonfinite = "skip")
+  has a NaN loss by design and is not an error unless more than `max_skips` come in a row;
+  a non-finite loss or gradient of a step that was applied ("stop" mode), and non-finite
+  parameters or BatchNorm statistics, always are.
+  """
+  first = step - len(summed) + 1
+  for i, m in enumerate(summed):
+    skipped = bool(m.get("train/skipped_steps", 0.0))
+    skips = skips + 1 if skipped else 0
+    if skips > max_skips:
+      return (f"{skips} consecutive steps ({first + i - skips + 1} to {first + i}) had a "
+              f"non-finite loss or gradient and were skipped (more than "
+              f"optim.max_consecutive_skips={max_skips})"), skips
+    if not skipped and not (np.isfinite(m["train/loss"]) and np.isfinite(m["train/grad_norm"])):
+      return f"non-finite loss or gradient between steps {first} and {step}", skips
+  if not state_finite:
+    return f"non-finite parameters or BatchNorm statistics at step {step}", skips
+  return None, skips
 
 
 class _SigtermFlag:

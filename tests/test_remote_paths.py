@@ -250,6 +250,20 @@ def test_manager_keeps_a_gs_url_and_makes_a_local_path_absolute(fake_gcs, in_emp
   importlib.import_module("google.cloud.storage")
 
 
+def test_a_step_without_its_commit_file_is_never_listed_in_a_bucket(fake_gcs, in_empty_cwd):
+  # Cloud Storage has no rename: orbax writes a step in place and commits it by writing
+  # `commit_success.txt` last, so a step cut off in mid-write has none and is not restored.
+  root = fake_gcs.local(f"{BUCKET}/run/checkpoints")
+  for step in (3, 6, 9):
+    os.makedirs(os.path.join(root, str(step), "state"))
+    if step != 9:
+      open(os.path.join(root, str(step), "commit_success.txt"), "w").close()
+  manager = checkpointing.make_manager(f"{BUCKET}/run", keep=2, read_only=True)
+  assert sorted(manager.all_steps()) == [3, 6] and manager.latest_step() == 6
+  manager.close()
+  in_empty_cwd()
+
+
 def test_metrics_objects_are_rewritten_whole_and_resume(fake_gcs, in_empty_cwd):
   workdir = f"{BUCKET}/metrics"
   writer = metric_writers.MetricWriter(workdir)

@@ -7,11 +7,13 @@ import sys
 import types
 
 import chex
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import tiny
+from mirnet_jax import checkpointing
 from mirnet_jax import tasks
 from mirnet_jax import train
 from tests import conftest
@@ -29,6 +31,44 @@ def _config(shard_dir, steps):
   config.data.shards = shard_dir
   config.num_train_steps = steps
   return config
+
+
+def _restore(workdir, config, step=None):
+  """The TrainState saved in `workdir` at `step` (default: the latest), on the host."""
+  manager = checkpointing.make_manager(workdir, 2, read_only=True)
+  task = tasks.Task(config, len(conftest.TRAIN_SPEAKERS))
+  tx, _ = train.make_optimizer(config)
+  mesh = jax.make_mesh((1,), ("data",), devices=jax.local_devices()[:1])
+  return jax.device_get(checkpointing.restore(manager, train.abstract_state(task, tx, mesh),
+                                              step=step))
+
+
+def _assert_trees_equal(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
+def _poison_batches(monkeypatch, steps):
+  """Makes the training batches of `steps` (counted from 1 in this process) all-NaN
+  mixtures; validation batches are left alone."""
+  real_to_global, real_evaluate, drawn, evaluating = train.to_global, train.evaluate, [], []
+
+  def to_global(batch, sharding, keys):
+    if not evaluating:
+      drawn.append(1)
+      if len(drawn) in steps:
+        batch = dict(batch, mixture=np.full_like(batch["mixture"], np.nan))
+    return real_to_global(batch, sharding, keys)
+
+  def evaluate(*args, **kwargs):
+    evaluating.append(1)
+    try:
+      return real_evaluate(*args, **kwargs)
+    finally:
+      evaluating.pop()
+
+  monkeypatch.setattr(train, "to_global", to_global)
+  monkeypatch.setattr(train, "evaluate", evaluate)
 
 
 def test_tiny_run_trains_checkpoints_and_resumes(shard_dir, tmp_path, monkeypatch):
@@ -112,6 +152,62 @@ def test_non_finite_loss_stops_the_run_naming_the_step(shard_dir, tmp_path, monk
     train.train_and_evaluate(_config(shard_dir, 6), str(tmp_path))
 
 
+def test_skip_mode_skips_a_non_finite_step_leaving_the_state_as_it_was(shard_dir, tmp_path,
+                                                                       monkeypatch):
+  config = _config(shard_dir, 5)
+  config.optim.nonfinite = "skip"
+  config.log_every, config.eval_every, config.keep_checkpoints = 1, 1, 3
+  _poison_batches(monkeypatch, steps={4})
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir)
+
+  rows = {(r["step"], "val/loss" in r): r for r in _metrics(workdir)}
+  assert [rows[s, False]["train/skipped_steps"] for s in range(1, 6)] == [0, 0, 0, 1, 0]
+  assert "train/loss" not in rows[4, False]  # a skipped step's NaN loss is not averaged in
+  assert all(np.isfinite(rows[s, False]["train/loss"]) for s in (1, 2, 3, 5))
+  # Step 4 changed nothing but the step counter: parameters, optimizer state (its count,
+  # hence the learning-rate schedule, included) and BatchNorm statistics are step 3's.
+  before, skipped, after = (_restore(workdir, config, s) for s in (3, 4, 5))
+  assert (int(before.step), int(skipped.step), int(after.step)) == (3, 4, 5)
+  _assert_trees_equal(skipped.replace(step=3), before)
+  assert rows[4, True] == dict(rows[3, True], step=4)  # the same validation numbers
+  # Step 5 trains again, at the learning rate step 4 would have had.
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(after.params))
+  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(after.params),
+                                                      jax.tree.leaves(skipped.params)))
+  _, schedule = train.make_optimizer(config)
+  assert rows[5, False]["train/learning_rate"] == pytest.approx(float(schedule(3)))
+
+
+def test_skip_mode_stops_after_too_many_consecutive_skips(shard_dir, tmp_path, monkeypatch):
+  config = _config(shard_dir, 8)
+  config.optim.nonfinite, config.optim.max_consecutive_skips = "skip", 2
+  _poison_batches(monkeypatch, steps=set(range(2, 9)))  # log every 2, checkpoint every 3
+  with pytest.raises(train.NonFiniteError, match=r"3 consecutive steps \(2 to 4\) had a "
+                     r"non-finite loss or gradient and were skipped .*last good checkpoint: "
+                     r"step 3"):
+    train.train_and_evaluate(config, str(tmp_path))
+  # Checkpoint 3 (steps 2 and 3 skipped) holds step 1's finite parameters.
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(_restore(str(tmp_path), config)))
+
+
+def test_the_non_finite_check_passes_skipped_steps_but_not_parameters():
+  ok = {"train/loss": 1.0, "train/grad_norm": 1.0}
+  nan = {"train/loss": np.nan, "train/grad_norm": np.nan}
+  skip = dict(nan, **{"train/skipped_steps": 1.0})
+  applied = dict(ok, **{"train/skipped_steps": 0.0})
+  # "skip" mode: a skipped step's NaN loss is no error; consecutive skips carry over.
+  assert train._nonfinite([applied, skip, skip], 6, 0, 2, True) == (None, 2)
+  problem, skips = train._nonfinite([skip, applied], 8, 2, 2, True)
+  assert (problem, skips) == ("3 consecutive steps (5 to 7) had a non-finite loss or gradient "
+                              "and were skipped (more than optim.max_consecutive_skips=2)", 3)
+  # Non-finite parameters are caught whatever the steps say; so is a NaN step in "stop" mode.
+  assert train._nonfinite([skip], 4, 0, 2, False)[0] == (
+      "non-finite parameters or BatchNorm statistics at step 4")
+  assert train._nonfinite([ok, nan], 4, 0, 2, True)[0] == (
+      "non-finite loss or gradient between steps 3 and 4")
+
+
 def test_sigterm_saves_the_current_step_and_the_same_command_resumes(shard_dir, tmp_path):
   import signal
   import time
@@ -141,19 +237,8 @@ def test_sigterm_saves_the_current_step_and_the_same_command_resumes(shard_dir, 
 
 def test_a_crash_resumes_to_bit_identical_parameters_and_metrics(shard_dir, tmp_path,
                                                                   monkeypatch):
-  import jax
-  from mirnet_jax import checkpointing
   config = _config(shard_dir, 8)
   config.eval_every, config.log_every = 4, 2
-
-  def final_params(workdir):
-    manager = checkpointing.make_manager(workdir, 2, read_only=True)
-    task = tasks.Task(config, len(conftest.TRAIN_SPEAKERS))
-    tx, _ = train.make_optimizer(config)
-    mesh = jax.make_mesh((1,), ("data",), devices=jax.local_devices()[:1])
-    state = checkpointing.restore(manager, train.abstract_state(task, tx, mesh))
-    return jax.device_get(state)
-
   train.train_and_evaluate(config, str(tmp_path / "whole"))
 
   real_to_global, calls = train.to_global, []
@@ -170,18 +255,123 @@ def test_a_crash_resumes_to_bit_identical_parameters_and_metrics(shard_dir, tmp_
   monkeypatch.setattr(train, "to_global", real_to_global)
   train.train_and_evaluate(config, str(tmp_path / "crashed"))  # resumes from step 4
 
-  whole, resumed = final_params(str(tmp_path / "whole")), final_params(str(tmp_path / "crashed"))
+  whole = _restore(str(tmp_path / "whole"), config)
+  resumed = _restore(str(tmp_path / "crashed"), config)
   assert int(whole.step) == int(resumed.step) == 8
-  for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(resumed)):
-    np.testing.assert_array_equal(a, b)
+  _assert_trees_equal(whole, resumed)
   drop_rates = lambda rows: [{k: v for k, v in r.items() if "_per_s" not in k}
                              for r in rows if r["step"] > 4]
   resumed_rows = drop_rates(_metrics(str(tmp_path / "crashed")))
   assert drop_rates(_metrics(str(tmp_path / "whole"))) == resumed_rows[-3:]
 
 
+def test_a_sigkilled_run_rerun_reaches_bit_identical_parameters_and_metrics(shard_dir,
+                                                                           tmp_path):
+  import signal
+  import time
+
+  def flags(workdir):  # 24 steps, logged every 2, checkpointed every 4
+    return ["--config=configs/tiny.py", f"--workdir={workdir}",
+            f"--config.data.shards={shard_dir}", "--config.num_train_steps=24",
+            "--config.log_every=2", "--config.eval_every=4"]
+
+  def start(workdir):
+    log = open(tmp_path / f"{workdir.name}.log", "w")
+    return subprocess.Popen([sys.executable, "-m", "mirnet_jax.main", *flags(workdir)],
+                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+  def logged_steps(workdir):  # tolerates a row being written
+    try:
+      with open(workdir / "metrics.jsonl") as f:
+        return [json.loads(line)["step"] for line in f if line.endswith("\n")]
+    except FileNotFoundError:
+      return []
+
+  whole_dir, killed_dir = tmp_path / "whole", tmp_path / "killed"
+  whole, killed = start(whole_dir), start(killed_dir)  # side by side, to save time
+  # SIGKILL once the run is past its first checkpoint and has logged step 10 (checkpoint 8
+  # may be in mid-write), well before step 24.
+  deadline = time.time() + 300
+  while not (max(logged_steps(killed_dir), default=0) >= 10
+             and any(n.isdigit() for n in os.listdir(killed_dir / "checkpoints"))):
+    assert time.time() < deadline and killed.poll() is None, (tmp_path / "killed.log").read_text()
+    time.sleep(0.05)
+  killed.send_signal(signal.SIGKILL)
+  assert killed.wait(60) == -signal.SIGKILL  # killed, not finished
+
+  result = _main(*flags(killed_dir))  # the same command
+  assert result.returncode == 0, result.stderr[-2000:]
+  resumed_from = int(result.stderr.split("resumed from step ")[1].split()[0])
+  assert 4 <= resumed_from < 24
+  assert whole.wait(300) == 0, (tmp_path / "whole.log").read_text()[-2000:]
+
+  config = _config(shard_dir, 24)
+  whole_state, killed_state = _restore(str(whole_dir), config), _restore(str(killed_dir), config)
+  assert int(whole_state.step) == int(killed_state.step) == 24
+  _assert_trees_equal(whole_state, killed_state)
+  # metrics.jsonl too: the rows logged between checkpoint `resumed_from` and the kill were
+  # dropped on resume and logged again, once.
+  drop_rates = lambda rows: [{k: v for k, v in r.items() if "_per_s" not in k} for r in rows]
+  assert drop_rates(_metrics(str(killed_dir))) == drop_rates(_metrics(str(whole_dir)))
+  # The same checkpoints kept (the latest 2 and the best by validation accuracy, whose
+  # metrics the resumed run read back), and the best is what inference restores.
+  assert sorted(os.listdir(killed_dir / "checkpoints")) == sorted(
+      os.listdir(whole_dir / "checkpoints"))
+  best = max((r["val/accuracy"], r["step"]) for r in _metrics(str(whole_dir))
+             if "val/accuracy" in r)[1]  # (a tie goes to the later step)
+  assert train.restore_inference(str(killed_dir))[2] == best
+
+
+def test_resuming_drops_the_rows_logged_after_the_checkpoint_and_a_torn_one(tmp_path):
+  from mirnet_jax import metric_writers
+  with open(tmp_path / "metrics.jsonl", "w") as f:  # killed in mid-write after step 5
+    f.write("".join(json.dumps({"step": s, "a": 1.0}) + "\n" for s in range(1, 6)))
+    f.write('{"step": 6, "a": 1.')
+  writer = metric_writers.MetricWriter(str(tmp_path), resume_step=3)
+  writer.write(4, {"a": 2.0})
+  writer.close()
+  assert [(r["step"], r["a"]) for r in _metrics(str(tmp_path))] == [(1, 1), (2, 1), (3, 1),
+                                                                     (4, 2)]
+
+
+def test_a_checkpoint_cut_off_in_mid_write_is_never_restored(shard_dir, trained_workdir,
+                                                            tmp_path):
+  import shutil
+  workdir = str(tmp_path / "run")
+  shutil.copytree(trained_workdir, workdir)  # 6 steps, checkpoints 3 and 6
+  checkpoints = tmp_path / "run" / "checkpoints"
+  # What orbax 0.12.8 leaves of step 6 if the process dies before committing it: the step
+  # written under a temporary name that the commit would have renamed to `6`. Its files
+  # are all there here, the hardest case: orbax goes by the name alone.
+  os.rename(checkpoints / "6", checkpoints / "6.orbax-checkpoint-tmp")
+  assert train.restore_inference(workdir)[2] == 3  # embed's and evaluate's restore
+  with pytest.raises(checkpointing.CheckpointError, match="no checkpoint at step 6"):
+    train.restore_inference(workdir, step=6)
+
+  # Resuming (to step 5, which never saves step 6 again) starts from step 3, logs steps 4
+  # and 5 once, and deletes the leftover.
+  last = train.train_and_evaluate(_config(shard_dir, 5), workdir)
+  assert np.isfinite(last["train/loss"])
+  rows = _metrics(workdir)
+  assert [r["step"] for r in rows if "train/loss" in r] == [2, 4, 5]
+  assert [r["step"] for r in rows if "val/loss" in r] == [3, 5]
+  assert sorted(os.listdir(checkpoints)) == ["3", "5"]
+
+
+def test_a_config_value_of_the_wrong_type_fails_naming_the_key_before_any_work(tmp_path):
+  workdir = tmp_path / "run"
+  for override, key in (("--config.optim.learning_rate=fast", "optim.learning_rate"),
+                        ("--config.batch_size=1.5", "batch_size"),
+                        ("--config.model.resnet_widths=abc", "model.resnet_widths")):
+    result = _main("--config=configs/tiny.py", f"--workdir={workdir}", override)
+    assert result.returncode != 0, override
+    assert f"--config.{key}=" in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr and not last_line.startswith(" "), last_line
+    assert not workdir.exists()
+
+
 def test_a_checkpoint_of_another_model_is_refused_naming_the_fields(shard_dir, tmp_path):
-  from mirnet_jax import checkpointing
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(_config(shard_dir, 3), workdir)
   config = _config(shard_dir, 6)
