@@ -202,6 +202,11 @@ def _check(config, mesh):
   if config.optim.nonfinite not in ("stop", "skip"):
     raise ConfigError(f"optim.nonfinite must be 'stop' or 'skip', not "
                       f"{config.optim.nonfinite!r}")
+  try:
+    tasks.task_name(config)
+    jnp.dtype(config.model.dtype)
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f"config.task / config.model.dtype: {e}") from None
 
 
 def evaluate(state, eval_fn, task, batch_sharding, manifest) -> dict:

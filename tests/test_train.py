@@ -382,3 +382,14 @@ def test_a_checkpoint_of_another_model_is_refused_naming_the_fields(shard_dir, t
   assert "model.resnet_widths: [4, 8, 8, 8] (checkpoint) vs [4, 8, 8, 16]" in str(error.value)
   assert "model.embedding_dim: 16 (checkpoint) vs 24 (config)" in str(error.value)
   assert "num_classes" not in str(error.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.task=nonsense", "unknown task 'nonsense'"),
+    ("--config.model.dtype=float99", "config.model.dtype"),
+])
+def test_bad_task_or_dtype_is_a_one_line_error(shard_dir, tmp_path, override, message):
+  result = _main("--config=configs/tiny.py", f"--workdir={tmp_path / 'run'}",
+                 f"--config.data.shards={shard_dir}", override)
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  assert message in result.stderr.strip().splitlines()[-1]
