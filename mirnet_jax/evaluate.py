@@ -81,8 +81,8 @@ def score_trials(extractor, split, trials, segment_frames, first_source_only=Fal
 
 
 def _trials_for(condition, split, split_name, config, num_trials, seed, segment_frames,
-                eval_dir, trials_from):
-  """Reads the trial list from `trials_from` if given, else makes one; saves it."""
+                trials_from):
+  """(trials, meta): read from `trials_from` if given, else made from `seed`."""
   utterances = [str(u) for u in split.utterance]
   if trials_from:
     trials, meta = verification.load_trials(
@@ -101,8 +101,7 @@ def _trials_for(condition, split, split_name, config, num_trials, seed, segment_
         float(config.data.gain_db_range), int(config.data.num_speakers))
     meta = dict(split=split_name, seed=seed, segment_frames=segment_frames,
                 utterances=utterances)
-  verification.save_trials(os.path.join(eval_dir, f"trials_{condition}.json"), trials, meta)
-  return trials
+  return trials, meta
 
 
 def _seen_speaker_plots(extractor, split, eval_dir, seed, num_speakers_tsne=20,
@@ -154,13 +153,18 @@ def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
   splits = {condition: shards.open_split(shard_dir, split_name, manifest)
             for condition, split_name in conditions.items()}
   eval_dir = os.path.join(workdir, "eval")
+  # Every trial list first: a bad --trials_from leaves no eval/ behind.
+  trial_lists = {condition: _trials_for(condition, splits[condition], split_name, config,
+                                        num_trials, seed, segment_frames, trials_from)
+                 for condition, split_name in conditions.items()}
   storage.makedirs(eval_dir)
 
   results, curves, unseen_trials = {}, {}, None
-  for condition, split_name in conditions.items():
+  for condition in conditions:
     split = splits[condition]
-    trials = _trials_for(condition, split, split_name, config, num_trials, seed,
-                         segment_frames, eval_dir, trials_from)
+    trials, meta = trial_lists[condition]
+    verification.save_trials(os.path.join(eval_dir, f"trials_{condition}.json"), trials,
+                             meta)
     scores = score_trials(extractor, split, trials, segment_frames)
     results[condition] = verification.summarise(*scores["euclidean"], *scores["cosine"])
     curves[condition] = scores["euclidean"]

@@ -424,6 +424,12 @@ def test_evaluate_of_missing_shards(workdir_copy, tmp_path):
   assert not (workdir_copy / "eval").exists()
 
 
+def test_evaluate_with_missing_trials_from(workdir_copy, tmp_path):
+  result = _run("evaluate", f"--workdir={workdir_copy}", f"--trials_from={tmp_path / 'nope'}")
+  _assert_fails(result, "trials_seen.json", str(tmp_path / "nope"))
+  assert not (workdir_copy / "eval").exists()
+
+
 @pytest.mark.parametrize("kind", sorted(FOREIGN_SHARDS))
 def test_evaluate_refuses_foreign_shards(workdir_copy, foreign_shards, kind):
   result = _run("evaluate", f"--workdir={workdir_copy}", f"--shards={foreign_shards[kind]}")
