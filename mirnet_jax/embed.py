@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mirnet_jax import checkpointing
+from mirnet_jax import cli
 from mirnet_jax import features
 from mirnet_jax import storage
 from mirnet_jax import tasks
@@ -229,6 +230,7 @@ def main(argv):
   workdir, out_dir, step = flags.FLAGS.workdir, flags.FLAGS.out_dir, flags.FLAGS.step
   if not workdir or not files:
     raise app.UsageError("usage: python -m mirnet_jax.embed --workdir=DIR FILE...")
+  cli.quiet_libraries()
   if out_dir and epath.Path(out_dir).exists() and not epath.Path(out_dir).is_dir():
     sys.exit(f"error: --out_dir is not a directory: {out_dir}")
   try:

@@ -31,6 +31,7 @@ from etils import epath
 import numpy as np
 
 from mirnet_jax import checkpointing
+from mirnet_jax import cli
 from mirnet_jax import embed
 from mirnet_jax import features
 from mirnet_jax import losses
@@ -223,6 +224,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
+  cli.quiet_libraries()
   results_path = os.path.join(_WORKDIR.value, "eval", "results.json")
   try:
     if _REPORT_ONLY.value:

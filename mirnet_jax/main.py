@@ -13,6 +13,8 @@ from absl import logging
 from ml_collections import config_flags
 from ml_collections.config_flags import config_path
 
+from mirnet_jax import cli
+
 # Config files import their siblings (`from configs import default`): make the directory
 # that holds `configs/` importable wherever the command is run from.
 for _arg in sys.argv:
@@ -39,13 +41,6 @@ _DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
     "processes before failing.", 1)
 
 
-def _quiet_libraries(record) -> bool:
-  """Keeps our INFO lines and every library's warnings; orbax alone logs ~30 INFO lines
-  per checkpoint."""
-  return record.levelno >= logging.converter.ABSL_TO_STANDARD[logging.WARNING] or \
-      f"{os.sep}mirnet_jax{os.sep}" in record.pathname
-
-
 def _tuple_override_errors(config_flag) -> list[str]:
   """ml_collections checks the type of an overridden scalar but not the elements of a
   tuple (`--config.model.resnet_widths=abc` gives `('abc',)`, which would fail deep in the
@@ -70,7 +65,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if errors := _tuple_override_errors(flags.FLAGS["config"]):
     sys.exit("error: " + "; ".join(errors))
-  logging.get_absl_handler().addFilter(_quiet_libraries)
+  cli.quiet_libraries()
   import jax  # after flag parsing, so that --help stays fast
   from mirnet_jax import distributed
   try:  # before anything starts a JAX backend
