@@ -46,15 +46,15 @@ TITLES = {"vf_enrolled": "VoiceFilter + enrolled reference (speaker model)",
 
 def find_systems(root: str) -> list[str]:
   """Subdirectories of `root` holding a trained separator, in Table 2's order."""
+  order = {name: i for i, name in enumerate(TITLES)}
   found = []
   for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
     path = os.path.join(root, name)
     if os.path.exists(os.path.join(path, checkpointing.CONFIG_FILE)):
-      config, _ = checkpointing.load_config(path)
-      if tasks.task_name(config) in tasks.SEPARATORS:
-        found.append(path)
-  order = {name: i for i, name in enumerate(TITLES)}
-  return sorted(found, key=lambda p: order[tasks.task_name(checkpointing.load_config(p)[0])])
+      task = tasks.task_name(checkpointing.load_config(path)[0])
+      if task in tasks.SEPARATORS:
+        found.append((order[task], path))
+  return [path for _, path in sorted(found)]
 
 
 def shard_mixtures(shard_dir: str, count: int, seconds: float, seed: int,

@@ -170,12 +170,6 @@ class Task:
       masks = masks[:, 0].reshape((b, n) + masks.shape[2:])
     return masks, updates
 
-  def separate(self, variables, mixture, frozen, references=None, train=False):
-    """Estimated magnitudes `[B, N, T, F]` (and BatchNorm updates when training)."""
-    masks, updates = self.masks(variables, mixture,
-                                self.conditioning(frozen, mixture, references), train)
-    return masks * losses.magnitude(mixture)[:, None], updates
-
   def loss(self, params, batch_stats, batch, frozen, train: bool):
     """(mean loss, per-example metrics {name: [B]}, new batch_stats)."""
     variables = {"params": params, "batch_stats": batch_stats}
@@ -188,8 +182,12 @@ class Task:
       result = losses.permutation_min_ce(out["logits"], batch["labels"])
       per_example = dict(loss=result["loss"], accuracy=result["accuracy"])
     else:
-      estimates, updates = self.separate(variables, batch["mixture"], frozen,
-                                         batch.get("references"), train)
+      mixture = batch["mixture"]
+      masks, updates = self.masks(
+          variables, mixture, self.conditioning(frozen, mixture, batch.get("references")),
+          train)
+      mixture_magnitude = losses.magnitude(mixture)
+      estimates = masks * mixture_magnitude[:, None]
       references = losses.magnitude(batch["sources"])
       if self.name == "vf_enrolled":  # output i is for reference i's speaker
         mse = losses.pairwise_compressed_mse(estimates, references)
@@ -199,7 +197,7 @@ class Task:
         result = losses.permutation_min_mse(estimates, references)
         loss, permutation = result["loss"], result["permutation"]
       assigned = jnp.take_along_axis(references, permutation[:, :, None, None], axis=1)
-      snri = snr_improvement(estimates, assigned, losses.magnitude(batch["mixture"]))
+      snri = snr_improvement(estimates, assigned, mixture_magnitude)
       per_example = dict(loss=loss, snri=snri.mean(axis=-1))
     new_stats = updates["batch_stats"] if updates is not None else batch_stats
     return per_example["loss"].mean(), per_example, new_stats
