@@ -7,11 +7,14 @@ r"""The paper's verification protocol on mixtures (Section 4.1.2), with plots.
 
 Conditions: `seen` (training speakers, their held-out utterances), `unseen` (speakers never
 trained on), and `clean` (the unseen trials with each mixture replaced by its first source
-alone: the same model on non-overlapped speech, for context). With `--shards` every speaker
+alone over the same span: the same model on non-overlapped speech, for context). With `--shards` every speaker
 of that corpus is unseen, so only `unseen` and `clean` are reported.
 
-A trial is an anchor S_A+B, a positive S_A'+C and a negative S_C'+D (crops of the training
-segment length at random offsets and gains, as in training). d_p and d_n are the smallest
+A trial is an anchor S_A+B, a positive S_A'+C and a negative S_C'+D: crops of up to
+`--segment_seconds` at random offsets and gains, as in training. Each mixture is as long as
+its shortest source (WSJ0-2mix's "min" convention): the paper evaluates overlapped speech,
+and a zero-padded tail would put silent or one-speaker windows into the averaged embedding
+(on the demo corpus that alone doubled the clean EER). d_p and d_n are the smallest
 Euclidean distances between any output of the anchor and any output of the other mixture
 (Eq. 6, 7); the EER is computed from the scores -d_p (targets) and -d_n (non-targets), and
 again from the largest cosine similarities (`eer_cosine`).
@@ -44,26 +47,37 @@ from mirnet_jax.data import shards
 CHUNK = 64  # trials embedded at a time: bounds memory in the 10,000-trial mode
 
 
-def _trial_mixtures(split, trials, crop_frames, parts=("anchor", "positive", "negative"),
-                    first_source_only=False):
-  """Stored-STFT mixtures `[len(trials) * len(parts), W, 257, 2]`, trial-major."""
+def overlapped_frames(split, sources, segment_frames: int) -> int:
+  """Frames of a mixture of `sources` under the "min" convention: up to the end of its
+  shortest crop, at most `segment_frames`."""
+  return max(1, min(min(int(split.frames[s.utterance]) - s.offset for s in sources),
+                    segment_frames))
+
+
+def _trial_mixtures(split, trials, segment_frames,
+                    parts=("anchor", "positive", "negative"), first_source_only=False):
+  """Stored-STFT mixtures `[T_m, 257, 2]`, trial-major, each as long as its overlapped
+  span; `first_source_only` keeps the first source alone over that same span."""
   out = []
   for trial in trials:
     for part in parts:
-      sources = getattr(trial, part)[:1] if first_source_only else getattr(trial, part)
-      mixed = pipeline.crop_sources(split, [s.utterance for s in sources],
-                                    [s.offset for s in sources], [s.gain for s in sources],
-                                    crop_frames).sum(axis=0)
+      sources = getattr(trial, part)
+      frames = overlapped_frames(split, sources, segment_frames)
+      kept = sources[:1] if first_source_only else sources
+      mixed = pipeline.crop_sources(split, [s.utterance for s in kept],
+                                    [s.offset for s in kept], [s.gain for s in kept],
+                                    frames).sum(axis=0)
       out.append(mixed.astype(features.STORAGE_DTYPE))
-  return np.stack(out)
+  return out
 
 
-def embed_mixtures(extractor, mixtures: np.ndarray) -> np.ndarray:
-  """`[M, T, 257, 2]` equal-length mixtures -> `[M, N, E]` (windowed as in embed.py)."""
-  windows = np.stack([extractor.windows_of(m) for m in mixtures])  # [M, K, W, 257, 2]
-  emb = extractor.embed_windows(windows.reshape((-1,) + windows.shape[2:]))["embeddings"]
-  emb = emb.reshape(windows.shape[:2] + emb.shape[1:])
-  return np.stack([embed.align_and_average(e) for e in emb])
+def embed_mixtures(extractor, mixtures) -> np.ndarray:
+  """Mixtures `[T_m, 257, 2]` of any lengths -> `[M, N, E]` (windowed as in embed.py);
+  the windows of all mixtures are embedded together in the extractor's fixed batches."""
+  windows = [extractor.windows_of(m) for m in mixtures]
+  emb = extractor.embed_windows(np.concatenate(windows))["embeddings"]
+  ends = np.cumsum([len(w) for w in windows])
+  return np.stack([embed.align_and_average(e) for e in np.split(emb, ends[:-1])])
 
 
 def score_trials(extractor, split, trials, segment_frames, first_source_only=False):
@@ -178,6 +192,7 @@ def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
   results["meta"] = dict(step=extractor.step, shards=storage.absolute(shard_dir),
                          seed=seed, segment_seconds=segment_seconds,
                          protocol="paper Section 4.1.2, Euclidean min-distance",
+                         mixture_length="min (overlapped span, at most segment_seconds)",
                          corpus=manifest.get("source"))
 
   plot_paths = []
