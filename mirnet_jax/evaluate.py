@@ -227,7 +227,8 @@ def report(results: dict, results_path: str) -> str:
   lines = [verification.markdown_table({k: v for k, v in results.items()
                                         if k not in ("meta", "plots")}),
            f"(checkpoint step {results['meta']['step']}; corpus {results['meta']['corpus']}; "
-           f"{results['meta']['segment_seconds']:g} s mixtures; EER = FAR = FRR point, "
+           f"mixtures of up to {results['meta']['segment_seconds']:g} s, cut to their "
+           "overlapped span; EER = FAR = FRR point, "
            "scores = -min Euclidean distance over slot pairs)"]
   lines += [f"plot: {path}" for path in results["plots"]]
   lines.append(f"results: {results_path}")
