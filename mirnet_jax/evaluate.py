@@ -7,8 +7,8 @@ r"""The paper's verification protocol on mixtures (Section 4.1.2), with plots.
 
 Conditions: `seen` (training speakers, their held-out utterances), `unseen` (speakers never
 trained on), and `clean` (the unseen trials with each mixture replaced by its first source
-alone over the same span: the same model on non-overlapped speech, for context). With `--shards` every speaker
-of that corpus is unseen, so only `unseen` and `clean` are reported.
+alone over the same span: the same model on non-overlapped speech, for context). With
+`--shards` every speaker of that corpus is unseen, so only `unseen` and `clean` are reported.
 
 A trial is an anchor S_A+B, a positive S_A'+C and a negative S_C'+D: crops of up to
 `--segment_seconds` at random offsets and gains, as in training. Each mixture is as long as
