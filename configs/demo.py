@@ -35,7 +35,10 @@ def get_config():
   c.optim.learning_rate = 3e-3
   c.optim.warmup_steps = 200
   c.batch_size = 32
-  c.num_train_steps = 1800
+  # bfloat16 compute (float32 parameters): 14% faster on a 2-core CPU at this size, and no
+  # less accurate (README, "Performance").
+  c.model.dtype = "bfloat16"
+  c.num_train_steps = 3600
   c.log_every = 50
   c.eval_every = 300
   c.keep_checkpoints = 2

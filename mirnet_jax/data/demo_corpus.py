@@ -539,8 +539,8 @@ def _check_seed(out_dir: str, seed: int):
                      f"to complete it, or another directory for seed={seed}")
 
 
-def generate(out_dir: str, train_speakers: int = 100, test_speakers: int = 40,
-             utterances_per_speaker: int = 16, seed: int = 0,
+def generate(out_dir: str, train_speakers: int = 400, test_speakers: int = 40,
+             utterances_per_speaker: int = 8, seed: int = 0,
              workers: int | None = None) -> dict:
   """Synthesises the corpus into `out_dir` (see module docstring); returns a summary.
 
