@@ -18,13 +18,13 @@ from absl import flags
 from mirnet_jax.data import demo_corpus
 
 _OUT = flags.DEFINE_string("out", None, "Corpus root directory (created if missing).")
-# Many voices with few utterances each: a MIRNet trained on the 100 voices of an earlier
-# default separated unseen voices as badly after 3,600 steps as after 1,800 (README,
-# "Results on the demo corpus"); 400 voices x 8 utterances is twice that audio and takes
-# under a minute to synthesise.
-_TRAIN = flags.DEFINE_integer("train_speakers", 400, "Speakers in subset `train`.")
-_TEST = flags.DEFINE_integer("test_speakers", 40, "Speakers in subset `test` (unseen).")
-_UTTS = flags.DEFINE_integer("utterances_per_speaker", 8, "Utterances of every speaker.")
+_TRAIN = flags.DEFINE_integer("train_speakers", demo_corpus.DEFAULT_TRAIN_SPEAKERS,
+                              "Speakers in subset `train`.")
+_TEST = flags.DEFINE_integer("test_speakers", demo_corpus.DEFAULT_TEST_SPEAKERS,
+                             "Speakers in subset `test` (unseen).")
+_UTTS = flags.DEFINE_integer("utterances_per_speaker",
+                             demo_corpus.DEFAULT_UTTERANCES_PER_SPEAKER,
+                             "Utterances of every speaker.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of voices, texts and delivery.")
 _WORKERS = flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
 
