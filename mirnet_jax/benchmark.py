@@ -86,7 +86,7 @@ def matmul_peak(dtype, size: int | None = None) -> float:
 
 def bench_train(config, batch_size: int, num_classes: int, steps: int,
                 profile_dir: str | None = None) -> dict:
-  mesh = jax.make_mesh((jax.device_count(),), ("data",))
+  mesh = train.make_mesh()
   task = tasks.Task(config, num_classes)
   tx, schedule = train.make_optimizer(config)
   state, state_sharding = train.create_state(task, tx, mesh, jax.random.key(0))

@@ -65,6 +65,19 @@ def make_optimizer(config: ml_collections.ConfigDict):
   return tx, schedule
 
 
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+  """A 1-D `data` mesh over `devices` (default: every device of every host).
+
+  Its axis is Auto: the pjit model, in which the jit's in/out shardings are given and XLA
+  propagates the rest. `jax.make_mesh` defaults to Explicit axes (shardings in the array
+  types), under which JAX 0.11 rejects the gradient of the permutation-min loss's gather
+  as an ambiguous scatter; nothing here needs per-op sharding annotations.
+  """
+  count = jax.device_count() if devices is None else len(devices)
+  return jax.make_mesh((count,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=devices)
+
+
 def _init_fn(task: tasks.Task, tx):
   def init(rng):
     variables = task.init_variables(rng)
@@ -97,7 +110,7 @@ def restore_inference(workdir: str, step: int | None = None, mesh=None):
   restored from the workdir its config names.
   """
   config, num_classes = checkpointing.load_config(workdir)
-  mesh = mesh or jax.make_mesh((1,), ("data",), devices=jax.local_devices()[:1])
+  mesh = mesh or make_mesh(jax.local_devices()[:1])
   conditioner = load_conditioner(config, mesh)
   task = tasks.Task(config, num_classes, conditioner)
   manager = checkpointing.make_manager(workdir, int(config.keep_checkpoints),
@@ -230,7 +243,7 @@ def evaluate(state, eval_fn, task, batch_sharding, manifest) -> dict:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (resuming from the latest checkpoint in `workdir`); returns the last metrics."""
-  mesh = jax.make_mesh((jax.device_count(),), ("data",))
+  mesh = make_mesh()
   _check(config, mesh)
   manifest = shards.load_manifest(config.data.shards)
   task = tasks.Task(config, manifest["num_classes"], load_conditioner(config, mesh))

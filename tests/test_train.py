@@ -38,7 +38,7 @@ def _restore(workdir, config, step=None):
   manager = checkpointing.make_manager(workdir, 2, read_only=True)
   task = tasks.Task(config, len(conftest.TRAIN_SPEAKERS))
   tx, _ = train.make_optimizer(config)
-  mesh = jax.make_mesh((1,), ("data",), devices=jax.local_devices()[:1])
+  mesh = train.make_mesh(jax.local_devices()[:1])
   return jax.device_get(checkpointing.restore(manager, train.abstract_state(task, tx, mesh),
                                               step=step))
 
@@ -69,6 +69,16 @@ def _poison_batches(monkeypatch, steps):
 
   monkeypatch.setattr(train, "to_global", to_global)
   monkeypatch.setattr(train, "evaluate", evaluate)
+
+
+def test_the_mesh_spans_every_device_and_leaves_sharding_to_xla():
+  # Auto axes (the pjit model): with JAX's default Explicit axes, JAX 0.11 refuses the
+  # permutation-min loss's gradient (an ambiguous scatter) on any device count.
+  mesh = train.make_mesh()
+  assert mesh.axis_names == ("data",)
+  assert mesh.devices.size == jax.device_count()
+  assert mesh.axis_types == (jax.sharding.AxisType.Auto,)
+  assert train.make_mesh(jax.local_devices()[:1]).devices.size == 1
 
 
 def test_tiny_run_trains_checkpoints_and_resumes(shard_dir, tmp_path, monkeypatch):
