@@ -1,5 +1,6 @@
 """Training end to end: tiny runs, resume, sharded equals single-device, entry point."""
 
+import functools
 import json
 import os
 import subprocess
@@ -79,6 +80,21 @@ def test_the_mesh_spans_every_device_and_leaves_sharding_to_xla():
   assert mesh.devices.size == jax.device_count()
   assert mesh.axis_types == (jax.sharding.AxisType.Auto,)
   assert train.make_mesh(jax.local_devices()[:1]).devices.size == 1
+
+
+def test_step_flops_match_the_compiled_step_and_scale_with_the_batch():
+  config = tiny.get_config()
+  task = tasks.Task(config, len(conftest.TRAIN_SPEAKERS))
+  tx, schedule = train.make_optimizer(config)
+  mesh = train.make_mesh(jax.local_devices()[:1])
+  batch = task.abstract_batch(8, jax.sharding.NamedSharding(mesh, train.P("data")))
+  step = functools.partial(train.train_step, task=task, tx=tx, schedule=schedule)
+  cost = jax.jit(step).lower(train.abstract_state(task, tx, mesh), batch, {}).compile()
+  cost = cost.cost_analysis()
+  compiled = (cost[0] if isinstance(cost, list) else cost)["flops"]
+  eight = train.step_flops(task, tx, schedule, 8)
+  assert eight == pytest.approx(compiled, rel=0.1)
+  assert eight == pytest.approx(2 * train.step_flops(task, tx, schedule, 4), rel=0.05)
 
 
 def test_tiny_run_trains_checkpoints_and_resumes(shard_dir, tmp_path, monkeypatch):
