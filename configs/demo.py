@@ -15,13 +15,13 @@ mixture EER is what the spectral attention's separation of new voices decides, a
 needs many training voices (400 in the demo corpus) and the steps to learn them; with 100
 voices it stayed near 21% after 1,800 and after 3,600 steps, and with 400 voices it was
 18.7% after 3,600 steps at a 3e-3 peak, 17.5% at 1e-3 (README, "Results on the demo
-corpus"). The model still underfits at 5,400 (training and validation accuracy are level).
+corpus"). The model still underfits at 5,400 (training accuracy 28%, validation 27%).
 
 Expected result (demo corpus, 400 training speakers, chance PIT accuracy 0.25%), measured on
-a 2-core CPU in 36 minutes of training: validation PIT accuracy 6.3% (step 1200), 13.8%
-(2400), 21.6% (3600), 26.7% (4800, the best), 25.6% (5400); on 2,000 + 2,000 trials
-(mixtures of up to 6 s cut to their overlapped span), EER 15.0% seen, 14.8% unseen [95% CI
-13.6, 16.1], 4.2% clean (README, "Results on the demo corpus").
+a 2-core CPU in 36 minutes of training: validation PIT accuracy 6.6% (step 1200), 11.5%
+(2400), 19.0% (3600), 25.1% (4800), 26.7% (5400); on 2,000 + 2,000 trials (mixtures of up
+to 6 s cut to their overlapped span), EER 15.5% seen, 14.6% unseen [95% CI 13.5, 15.8],
+4.2% clean (README, "Results on the demo corpus").
 """
 
 from configs import default
