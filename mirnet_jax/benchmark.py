@@ -8,8 +8,8 @@ Prints a human-readable table, then one JSON object with at least `device`,
 `pipeline_mixtures_per_s_per_core` and `extract_mixtures_per_s`.
 
 * Train step: the config's model (default: the paper's size) on random 3 s mixtures,
-  compiled ahead of time; FLOPs per step counted on XLA:CPU's lowering (`train.step_flops`:
-  the model's count on every backend); the achieved FLOP/s as a
+  compiled ahead of time; FLOPs per step from `train.step_flops` (the model's count on every
+  backend: on GPUs and TPUs from a CPU lowering); the achieved FLOP/s as a
   fraction of the peak measured in this process by a large matrix multiply in the same
   dtype (the practical limit of the backend).
 * Pipeline: the real grain pipeline over `--shards` (default: a small synthetic corpus
@@ -106,7 +106,7 @@ def bench_train(config, batch_size: int, num_classes: int, steps: int,
                  in_shardings=(state_sharding, batch_sharding), donate_argnums=0)
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - start
-  flops = train.step_flops(task, tx, schedule, batch_size) or 0.0
+  flops = train.step_flops(task, tx, schedule, batch_size, compiled=compiled) or 0.0
   holder = [state]
 
   def one_step():

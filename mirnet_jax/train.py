@@ -192,15 +192,25 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def step_flops(task: tasks.Task, tx, schedule, batch_size: int, frozen=None) -> float | None:
-  """FLOPs of one train step on `batch_size` examples, counted on XLA:CPU's lowering.
+def _flops(cost) -> float | None:
+  """The FLOP count of an XLA cost analysis (a dict, or a list of one per computation)."""
+  cost = cost[0] if isinstance(cost, list) else cost
+  return float(cost["flops"]) if cost and "flops" in cost else None
 
-  Counted before compilation and on the CPU backend, so the count is the model's and the
-  same on every machine: XLA:GPU's compiled cost analysis leaves out the convolutions it
-  hands to cuDNN (an H200 reported 1.05 of the paper model's 40 GFLOP per example), and the
-  PJRT plugins of GPUs and TPUs do not analyse uncompiled HLO. None where no CPU backend is
+
+def step_flops(task: tasks.Task, tx, schedule, batch_size: int, frozen=None,
+               compiled=None) -> float | None:
+  """FLOPs of one train step on `batch_size` examples: the model's count on every backend.
+
+  XLA:CPU's compiled count is the model's, so a `compiled` CPU step is asked directly.
+  Otherwise the step is lowered (traced once more) for the CPU backend and counted before
+  compilation: XLA:GPU's compiled cost analysis leaves out the convolutions it hands to
+  cuDNN (an H200 reported 1.05 of the paper model's 40 GFLOP per example), and the PJRT
+  plugins of GPUs and TPUs do not analyse uncompiled HLO. None where no CPU backend is
   available.
   """
+  if compiled is not None and jax.default_backend() == "cpu":
+    return _flops(compiled.cost_analysis())
   try:
     mesh = make_mesh(jax.devices("cpu")[:1])
   except RuntimeError:  # JAX_PLATFORMS without cpu
@@ -211,9 +221,7 @@ def step_flops(task: tasks.Task, tx, schedule, batch_size: int, frozen=None) -> 
   batch = task.abstract_batch(batch_size, jax.sharding.NamedSharding(mesh, P("data")))
   lowered = jax.jit(functools.partial(train_step, task=task, tx=tx, schedule=schedule)).lower(
       abstract_state(task, tx, mesh), batch, frozen)
-  cost = lowered.cost_analysis()
-  cost = cost[0] if isinstance(cost, list) else cost
-  return float(cost["flops"]) if cost and "flops" in cost else None
+  return _flops(lowered.cost_analysis())
 
 
 def eval_step(state: TrainState, batch, frozen, *, task: tasks.Task):
@@ -316,13 +324,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                      in_shardings=(state_sharding, batch_sharding, frozen_sharding),
                      out_shardings=replicated)
   eval_fn = lambda state, batch: eval_jit(state, batch, frozen)
-  # XLA:CPU's compiled count is the model's; XLA:GPU's leaves out cuDNN's convolutions, so
-  # other backends count on a CPU lowering (step_flops: one more trace of the step).
-  if jax.default_backend() == "cpu":
-    cost = step_fn.cost_analysis()
-    flops = (cost[0] if isinstance(cost, list) else cost or {}).get("flops")
-  else:
-    flops = step_flops(task, tx, schedule, config.batch_size, frozen)
+  flops = step_flops(task, tx, schedule, config.batch_size, frozen, compiled=step_fn)
   if flops:
     logging.info("train step: %.3g GFLOP per global batch", flops / 1e9)
   logging.info("model: %d parameters; %d classes; training steps %d -> %d",
