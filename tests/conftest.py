@@ -72,7 +72,7 @@ def shard_dir(corpus, tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_workdir(shard_dir, tmp_path_factory):
   """A tiny model trained for a few steps on the synthetic shards."""
-  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from mirnet_jax.configs import tiny  # pylint: disable=g-import-not-at-top
   from mirnet_jax import train  # pylint: disable=g-import-not-at-top
   config = tiny.get_config()
   config.data.shards = shard_dir

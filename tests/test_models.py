@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default
+from mirnet_jax.configs import default
 from mirnet_jax import tasks
 from mirnet_jax.models import mirnet
 from mirnet_jax.models import resnet

@@ -32,7 +32,7 @@ import numpy as np
 from orbax.checkpoint._src.path import gcs_utils
 import pytest
 
-from configs import tiny
+from mirnet_jax.configs import tiny
 from mirnet_jax import checkpointing
 from mirnet_jax import embed
 from mirnet_jax import evaluate

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from configs import separation as separation_configs
+from mirnet_jax.configs import separation as separation_configs
 from mirnet_jax import losses
 from mirnet_jax import separate
 from mirnet_jax import separation_metrics as metrics

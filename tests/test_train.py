@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import tiny
+from mirnet_jax.configs import tiny
 from mirnet_jax import checkpointing
 from mirnet_jax import tasks
 from mirnet_jax import train

@@ -8,7 +8,7 @@ if __name__ == "__main__":
   devices, shard_dir, workdir, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
   os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   import jax  # pylint: disable=g-import-not-at-top
-  from configs import tiny
+  from mirnet_jax.configs import tiny
   from mirnet_jax import train
   assert jax.device_count() == int(devices), jax.devices()
   config = tiny.get_config()

@@ -9,7 +9,7 @@ the learning rate scaled with the batch (linear rule from 128 -> 1e-3). Expected
 the paper's 5.00% / 6.00% EER (seen / unseen) on LibriSpeech is the reference.
 """
 
-from configs import default
+from mirnet_jax.configs import default
 
 
 def get_config():

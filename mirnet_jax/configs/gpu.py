@@ -8,7 +8,7 @@ compute (float32 parameters). Expected result: the paper's 5.00% / 6.00% EER (se
 unseen) on LibriSpeech is the reference.
 """
 
-from configs import default
+from mirnet_jax.configs import default
 
 
 def get_config():
