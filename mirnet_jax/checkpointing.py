@@ -1,11 +1,12 @@
 """One orbax CheckpointManager for the train state and the grain iterator state.
 
 Keeps the latest `keep` checkpoints and the best one by the task's validation metric
-(PIT accuracy, or SNR improvement for separators; higher is better for both). Restoring
-uses the abstract (sharded) state, so arrays come back already placed on the mesh. The
-workdir is a local path or a gs:// URL (see storage.py).
+(tasks.Task.best_metric; higher is better); config.json beside them says what the run
+is (Run). Restoring uses the abstract (sharded) state, so arrays come back already
+placed on the mesh. The workdir is a local path or a gs:// URL (see storage.py).
 """
 
+import dataclasses
 import json
 import os
 
@@ -15,31 +16,61 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from mirnet_jax import errors
 from mirnet_jax import storage
 
-BEST_METRIC = "val/accuracy"  # the default: classifiers
 CONFIG_FILE = "config.json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(errors.UserError):
   """A workdir without a usable checkpoint or config."""
 
 
-def save_config(config: ml_collections.ConfigDict, workdir: str, num_classes: int):
-  """The run's config (and class count) beside its checkpoints, so that the extractor can
-  rebuild the model from the workdir alone."""
+@dataclasses.dataclass
+class Run:
+  """What config.json says of a run: its config, its number of training classes, and,
+  for a separator, the conditioner pinned in its checkpoints (`config`, `num_classes`,
+  and the `workdir` and `step` it was taken from); for an exported directory, where from
+  (`exported`: `from_workdir`, `step`, `trained_on`; see inference.export)."""
+  config: ml_collections.ConfigDict
+  num_classes: int
+  conditioner: dict | None = None
+  exported: dict | None = None
+
+  def conditioner_config(self) -> ml_collections.ConfigDict | None:
+    return (ml_collections.ConfigDict(self.conditioner["config"]) if self.conditioner
+            else None)
+
+
+def to_json(config: ml_collections.ConfigDict):
+  return json.loads(config.to_json_best_effort())
+
+
+def save_config(workdir: str, run: Run):
+  """The run's config.json beside its checkpoints, so that inference can rebuild the
+  model (and its pinned conditioner) from the workdir alone."""
   storage.makedirs(workdir)
-  payload = dict(config=json.loads(config.to_json_best_effort()), num_classes=num_classes)
+  payload = dict(config=to_json(run.config), num_classes=run.num_classes)
+  for key in ("conditioner", "exported"):
+    if getattr(run, key):
+      payload[key] = getattr(run, key)
   storage.write_text(os.path.join(workdir, CONFIG_FILE), json.dumps(payload, indent=1))
 
 
-def load_config(workdir: str) -> tuple[ml_collections.ConfigDict, int]:
-  """(config, num_classes) of the run in `workdir`."""
+def load_run(workdir: str) -> Run:
+  """The Run saved in `workdir` (a training workdir or an exported directory)."""
   path = epath.Path(workdir) / CONFIG_FILE
   if not path.exists():
     raise CheckpointError(f"no {CONFIG_FILE} in {workdir}: not a training workdir")
   payload = json.loads(path.read_text())
-  return ml_collections.ConfigDict(payload["config"]), int(payload["num_classes"])
+  return Run(ml_collections.ConfigDict(payload["config"]), int(payload["num_classes"]),
+             payload.get("conditioner"), payload.get("exported"))
+
+
+def load_config(workdir: str) -> tuple[ml_collections.ConfigDict, int]:
+  """(config, num_classes) of the run in `workdir`."""
+  run = load_run(workdir)
+  return run.config, run.num_classes
 
 
 def check_compatible(workdir: str, config: ml_collections.ConfigDict, num_classes: int):
@@ -51,9 +82,8 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict, num_classe
   normal = lambda x: json.loads(json.dumps(x.to_dict() if hasattr(x, "to_dict") else x))
   diffs = [f"num_classes: {saved_classes} (checkpoint) vs {num_classes} (shards)"
            ] if saved_classes != num_classes else []
-  if saved.get("task", "mirnet") != config.get("task", "mirnet"):
-    diffs.append(f"task: {saved.get('task', 'mirnet')} (checkpoint) vs "
-                 f"{config.get('task', 'mirnet')} (config)")
+  if saved.get("task") != config.get("task"):
+    diffs.append(f"task: {saved.get('task')} (checkpoint) vs {config.get('task')} (config)")
   fields = [("model", k) for k in config.model] + [("data", "num_speakers")]
   for group, key in fields:
     old = normal(saved[group].get(key)) if group in saved else None
@@ -65,7 +95,7 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict, num_classe
                           + "; ".join(diffs) + ". Use a new --workdir.")
 
 
-def make_manager(workdir: str, keep: int, best_metric: str = BEST_METRIC,
+def make_manager(workdir: str, keep: int, best_metric: str = "val/accuracy",
                  read_only: bool = False) -> ocp.CheckpointManager:
   metric = lambda m: m[best_metric]
   # A checkpoint without metrics (a preemption save) is one of the latest or goes: BestN

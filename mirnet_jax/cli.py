@@ -20,6 +20,7 @@ from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+from ml_collections.config_flags import config_flags as config_flags_impl
 from ml_collections.config_flags import config_path
 
 from mirnet_jax import configs
@@ -69,7 +70,7 @@ def run(main, define_flags=None):
 
 # ---------------------------------------------------------------------------- configs
 
-class _PackagedConfigParser(config_flags.ConfigFileFlagParser):
+class _PackagedConfigParser(config_flags_impl.ConfigFileFlagParser):
   """ml_collections' config file parser, reading `configs/NAME.py` from the package when
   no such file exists (mirnet_jax/configs/__init__.py)."""
 

@@ -1,22 +1,19 @@
-"""Training: mesh, sharded state, jitted train/eval steps, the loop, metrics, checkpoints.
+"""Training: the jitted train/eval steps, the loop, validation, metrics, checkpoints.
 
 The loop is the same for every system (tasks.py: MIRNet, the speaker model, the
 separators); a task supplies the model, the batch layout, the loss and the metrics.
 
 The pjit model: one `jax.jit` step over a Mesh whose `data` axis shards the batch; the
-train state is replicated (created already sharded, via eval_shape + jit with
-out_shardings). Under jit, BatchNorm statistics are over the global batch with no
-collectives written by hand.
+train state is replicated (train_state.py). Under jit, BatchNorm statistics are over the
+global batch with no collectives written by hand. NaN/inf handling: nonfinite.py.
 """
 
 import functools
 import signal
 import threading
 import time
-from typing import Any
 
 from absl import logging
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -24,137 +21,31 @@ import numpy as np
 import optax
 
 from mirnet_jax import checkpointing
+from mirnet_jax import errors
+from mirnet_jax import inference
 from mirnet_jax import metric_writers
+from mirnet_jax import nonfinite
 from mirnet_jax import tasks
 from mirnet_jax.data import pipeline
 from mirnet_jax.data import shards
+from mirnet_jax import train_state
 
 P = jax.sharding.PartitionSpec
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.UserError):
   """A configuration that cannot run here (sizes, devices)."""
-
-
-class NonFiniteError(RuntimeError):
-  """The loss or the gradient became NaN/inf: training stops instead of going on."""
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-
-
-# ---------------------------------------------------------------------------- state
-
-def make_optimizer(config: ml_collections.ConfigDict):
-  """AdamW with linear warmup + cosine decay and global-norm clipping (see configs/)."""
-  o = config.optim
-  # A run shorter than the warmup (a test, a smoke run) still gets one step of decay.
-  warmup = max(0, min(o.warmup_steps, config.num_train_steps - 1))
-  schedule = optax.warmup_cosine_decay_schedule(
-      0.0, o.learning_rate, warmup, max(config.num_train_steps, 1), end_value=0.0)
-  # Decay kernels only, not biases or BatchNorm scales.
-  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
-  tx = optax.chain(optax.clip_by_global_norm(o.clip_norm),
-                   optax.adamw(schedule, o.b1, o.b2, weight_decay=o.weight_decay,
-                               mask=decay_mask))
-  return tx, schedule
-
-
-def make_mesh(devices=None) -> jax.sharding.Mesh:
-  """A 1-D `data` mesh over `devices` (default: every device of every host).
-
-  Its axis is Auto: the pjit model, in which the jit's in/out shardings are given and XLA
-  propagates the rest. `jax.make_mesh` defaults to Explicit axes (shardings in the array
-  types), under which JAX 0.11 rejects the gradient of the permutation-min loss's gather
-  as an ambiguous scatter; nothing here needs per-op sharding annotations.
-  """
-  count = jax.device_count() if devices is None else len(devices)
-  return jax.make_mesh((count,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
-                       devices=devices)
-
-
-def _init_fn(task: tasks.Task, tx):
-  def init(rng):
-    variables = task.init_variables(rng)
-    params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get("batch_stats", {}),
-                      opt_state=tx.init(params))
-  return init
-
-
-def abstract_state(task: tasks.Task, tx, mesh):
-  """Shapes, dtypes and (replicated) shardings of the TrainState, without computing it."""
-  shapes = jax.eval_shape(_init_fn(task, tx), jax.random.key(0))
-  replicated = jax.sharding.NamedSharding(mesh, P())
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                      shapes)
-
-
-def create_state(task: tasks.Task, tx, mesh, rng):
-  """The initial TrainState, created directly with replicated shardings on `mesh`."""
-  sharding = jax.tree.map(lambda x: x.sharding, abstract_state(task, tx, mesh))
-  return jax.jit(_init_fn(task, tx), out_shardings=sharding)(rng), sharding
-
-
-def restore_inference(workdir: str, step: int | None = None, mesh=None):
-  """(task, variables, step) of the trained model in `workdir`, for inference.
-
-  Restores the best checkpoint by the task's validation metric (or `step`), replicated on
-  `mesh` (default: this host's first device). A separator's frozen conditioner is
-  restored from the workdir its config names.
-  """
-  config, num_classes = checkpointing.load_config(workdir)
-  mesh = mesh or make_mesh(jax.local_devices()[:1])
-  conditioner = load_conditioner(config, mesh)
-  task = tasks.Task(config, num_classes, conditioner)
-  manager = checkpointing.make_manager(workdir, int(config.keep_checkpoints),
-                                       best_metric=task.best_metric, read_only=True)
-  if step is None:
-    step = manager.best_step()
-    step = manager.latest_step() if step is None else step
-  if step is None or step not in manager.all_steps():
-    raise checkpointing.CheckpointError(
-        f"no checkpoint{'' if step is None else f' at step {step}'} in {workdir}")
-  tx, _ = make_optimizer(config)
-  state = checkpointing.restore(manager, abstract_state(task, tx, mesh), step=step)
-  return task, {"params": state.params, "batch_stats": state.batch_stats}, step
-
-
-def load_conditioner(config: ml_collections.ConfigDict, mesh) -> tasks.Conditioner | None:
-  """The frozen embedding model a separator is conditioned on, replicated on `mesh`."""
-  needed = tasks.CONDITIONER_TASK.get(tasks.task_name(config))
-  if not needed:
-    return None
-  workdir = config.condition.workdir
-  try:
-    task, variables, step = restore_inference(workdir, mesh=mesh)
-  except checkpointing.CheckpointError as e:
-    raise checkpointing.CheckpointError(
-        f"config.condition.workdir: {e}; train the {needed} model first") from None
-  if task.name != needed:
-    raise checkpointing.CheckpointError(
-        f"config.condition.workdir {workdir} holds a {task.name} model, not a {needed} one")
-  logging.info("conditioner: %s model from %s, step %d", needed, workdir, step)
-  return tasks.Conditioner(task.model, variables, int(task.config.model.embedding_dim),
-                           needed)
 
 
 # ---------------------------------------------------------------------------- steps
 
-def train_step(state: TrainState, batch, frozen, *, task: tasks.Task, tx, schedule,
-               nonfinite: str = "stop"):
-  """One optimizer step. With `nonfinite="skip"` (config.optim.nonfinite), a step whose
-  loss or gradient is NaN/inf leaves parameters, optimizer state and BatchNorm statistics
-  as they were and reports `train/skipped_steps` = 1; `step` counts batches either way."""
+def train_step(state: train_state.TrainState, batch, *, task: tasks.Task, tx, schedule,
+               nonfinite_mode: str = "stop"):
+  """One optimizer step; with `nonfinite_mode="skip"` a non-finite step changes nothing
+  but the step counter (nonfinite.keep_if_finite)."""
   def loss_fn(params):
-    loss, per_example, batch_stats = task.loss(params, state.batch_stats, batch, frozen,
-                                               train=True)
+    loss, per_example, batch_stats = task.loss(params, state.batch_stats, batch,
+                                               state.frozen, train=True)
     return loss, (per_example, batch_stats)
 
   (loss, (per_example, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -168,17 +59,9 @@ def train_step(state: TrainState, batch, frozen, *, task: tasks.Task, tx, schedu
   metrics.update({"train/loss": loss, "train/grad_norm": grad_norm,
                   # The optimizer's own count, not `step`: they differ by the skipped steps.
                   "train/learning_rate": schedule(_schedule_count(state.opt_state))})
-  if nonfinite == "skip":
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    # Not optax.apply_if_finite: BatchNorm statistics live outside the optimizer and must
-    # be kept too. `step` still advances, so that it keeps counting the batches drawn (the
-    # data iterator's position, checkpoint names, resume); the optimizer's count (hence the
-    # learning-rate schedule and Adam's bias correction) advances only with an update.
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-    new_state = new_state.replace(params=keep(new_state.params, state.params),
-                                  batch_stats=keep(new_state.batch_stats, state.batch_stats),
-                                  opt_state=keep(new_state.opt_state, state.opt_state))
-    metrics["train/skipped_steps"] = 1.0 - finite.astype(jnp.float32)
+  if nonfinite_mode == "skip":
+    new_state, metrics["train/skipped_steps"] = nonfinite.keep_if_finite(
+        new_state, state, loss, grad_norm)
   return new_state, metrics
 
 
@@ -188,45 +71,10 @@ def _schedule_count(opt_state):
   return optax.tree_utils.tree_get(opt_state, "count", filtering=is_schedule)
 
 
-def _all_finite(tree) -> jax.Array:
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
-
-
-def _flops(cost) -> float | None:
-  """The FLOP count of an XLA cost analysis (a dict, or a list of one per computation)."""
-  cost = cost[0] if isinstance(cost, list) else cost
-  return float(cost["flops"]) if cost and "flops" in cost else None
-
-
-def step_flops(task: tasks.Task, tx, schedule, batch_size: int, frozen=None,
-               compiled=None) -> float | None:
-  """FLOPs of one train step on `batch_size` examples: the model's count on every backend.
-
-  XLA:CPU's compiled count is the model's, so a `compiled` CPU step is asked directly.
-  Otherwise the step is lowered (traced once more) for the CPU backend and counted before
-  compilation: XLA:GPU's compiled cost analysis leaves out the convolutions it hands to
-  cuDNN (an H200 reported 1.05 of the paper model's 40 GFLOP per example), and the PJRT
-  plugins of GPUs and TPUs do not analyse uncompiled HLO. None where no CPU backend is
-  available.
-  """
-  if compiled is not None and jax.default_backend() == "cpu":
-    return _flops(compiled.cost_analysis())
-  try:
-    mesh = make_mesh(jax.devices("cpu")[:1])
-  except RuntimeError:  # JAX_PLATFORMS without cpu
-    return None
-  replicated = jax.sharding.NamedSharding(mesh, P())
-  frozen = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                        frozen or {})
-  batch = task.abstract_batch(batch_size, jax.sharding.NamedSharding(mesh, P("data")))
-  lowered = jax.jit(functools.partial(train_step, task=task, tx=tx, schedule=schedule)).lower(
-      abstract_state(task, tx, mesh), batch, frozen)
-  return _flops(lowered.cost_analysis())
-
-
-def eval_step(state: TrainState, batch, frozen, *, task: tasks.Task):
+def eval_step(state: train_state.TrainState, batch, *, task: tasks.Task):
   """Sums (not means) so that a pass over several batches averages exactly."""
-  _, per_example, _ = task.loss(state.params, state.batch_stats, batch, frozen, train=False)
+  _, per_example, _ = task.loss(state.params, state.batch_stats, batch, state.frozen,
+                                train=False)
   sums = {k: v.sum() for k, v in per_example.items()}
   sums["count"] = jnp.asarray(batch["mixture"].shape[0], jnp.float32)
   return sums
@@ -244,14 +92,14 @@ def _check(config, mesh):
   if config.batch_size % devices or config.batch_size % jax.process_count():
     raise ConfigError(f"batch_size {config.batch_size} must be a multiple of the "
                       f"{devices} devices and {jax.process_count()} processes")
-  if config.optim.nonfinite not in ("stop", "skip"):
-    raise ConfigError(f"optim.nonfinite must be 'stop' or 'skip', not "
+  if config.optim.nonfinite not in nonfinite.MODES:
+    raise ConfigError(f"optim.nonfinite must be one of {', '.join(nonfinite.MODES)}, not "
                       f"{config.optim.nonfinite!r}")
+  tasks.get(config)
   try:
-    tasks.task_name(config)
     jnp.dtype(config.model.dtype)
-  except (ValueError, TypeError) as e:
-    raise ConfigError(f"config.task / config.model.dtype: {e}") from None
+  except TypeError as e:
+    raise ConfigError(f"config.model.dtype: {e}") from None
 
 
 def evaluate(state, eval_fn, task, batch_sharding, manifest) -> dict:
@@ -273,18 +121,44 @@ def evaluate(state, eval_fn, task, batch_sharding, manifest) -> dict:
   return {f"val/{k}": v / totals["count"] for k, v in totals.items() if k != "count"}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains (resuming from the latest checkpoint in `workdir`); returns the last metrics."""
-  mesh = make_mesh()
+def _task_and_conditioner(config, workdir, manager, num_classes, mesh):
+  """(task, the conditioner's variables or None, the checkpointing.Run to save).
+
+  A separator resuming in `workdir` keeps the conditioner pinned there (its variables come
+  back with the checkpoint); a new one takes config.condition.workdir's best checkpoint.
+  """
+  if manager.latest_step() is not None:
+    checkpointing.check_compatible(workdir, config, num_classes)
+    saved = checkpointing.load_run(workdir)
+    if tasks.get(config).conditioner_task and saved.conditioner:
+      conditioner = inference.task_of(saved).conditioner
+      return (tasks.create(config, num_classes, conditioner), None,
+              checkpointing.Run(config, num_classes, saved.conditioner))
+  conditioner, frozen, pinned = inference.conditioner_for(config, mesh)
+  return (tasks.create(config, num_classes, conditioner), frozen,
+          checkpointing.Run(config, num_classes, pinned))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       edit_batch=None) -> dict:
+  """Trains (resuming from the latest checkpoint in `workdir`); returns the last metrics.
+
+  `edit_batch(step, batch) -> batch`, if given, may change each host-local training batch
+  before it reaches the step (fault injection in tests: the data iterator, and so what a
+  checkpoint records of it, stays the real one's).
+  """
+  mesh = train_state.make_mesh()
   _check(config, mesh)
   manifest = shards.load_manifest(config.data.shards)
-  task = tasks.Task(config, manifest["num_classes"], load_conditioner(config, mesh))
-  tx, schedule = make_optimizer(config)
-  state, state_sharding = create_state(task, tx, mesh, jax.random.key(config.seed))
+  num_classes = manifest["num_classes"]
+  manager = checkpointing.make_manager(workdir, config.keep_checkpoints,
+                                       tasks.get(config).best_metric)
+  task, frozen, run = _task_and_conditioner(config, workdir, manager, num_classes, mesh)
+  tx, schedule = train_state.make_optimizer(config)
+  state, state_sharding = train_state.create_state(task, tx, mesh,
+                                                   jax.random.key(config.seed), frozen)
   batch_sharding = jax.sharding.NamedSharding(mesh, P("data"))
   replicated = jax.sharding.NamedSharding(mesh, P())
-  frozen = task.frozen_variables()
-  frozen_sharding = jax.tree.map(lambda _: replicated, frozen)
 
   spec = task.spec
   local_batch = config.batch_size // jax.process_count()
@@ -296,9 +170,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       read_threads=config.data.read_threads, manifest=manifest)
   train_iter = iter(train_ds)
 
-  manager = checkpointing.make_manager(workdir, config.keep_checkpoints, task.best_metric)
   if manager.latest_step() is not None:
-    checkpointing.check_compatible(workdir, config, manifest["num_classes"])
     state = checkpointing.restore(manager, state, train_iter)
     logging.info("resumed from step %d", int(state.step))
   start = int(state.step)
@@ -307,7 +179,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                  config.num_train_steps)
     return {}
   if jax.process_index() == 0:
-    checkpointing.save_config(config, workdir, manifest["num_classes"])
+    checkpointing.save_config(workdir, run)
 
   # Rows of steps after `start` were written by a run that died after its last checkpoint:
   # this run writes them again.
@@ -316,48 +188,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   batch_abstract = task.abstract_batch(config.batch_size, batch_sharding)
   # Compiled once, ahead of time: a batch of another shape is an error, not a recompile.
   step_fn = jax.jit(functools.partial(train_step, task=task, tx=tx, schedule=schedule,
-                                      nonfinite=config.optim.nonfinite),
-                    in_shardings=(state_sharding, batch_sharding, frozen_sharding),
+                                      nonfinite_mode=config.optim.nonfinite),
+                    in_shardings=(state_sharding, batch_sharding),
                     out_shardings=(state_sharding, replicated),
-                    donate_argnums=0).lower(state, batch_abstract, frozen).compile()
-  eval_jit = jax.jit(functools.partial(eval_step, task=task),
-                     in_shardings=(state_sharding, batch_sharding, frozen_sharding),
-                     out_shardings=replicated)
-  eval_fn = lambda state, batch: eval_jit(state, batch, frozen)
-  flops = step_flops(task, tx, schedule, config.batch_size, frozen, compiled=step_fn)
-  if flops:
-    logging.info("train step: %.3g GFLOP per global batch", flops / 1e9)
+                    donate_argnums=0).lower(state, batch_abstract).compile()
+  eval_fn = jax.jit(functools.partial(eval_step, task=task),
+                    in_shardings=(state_sharding, batch_sharding), out_shardings=replicated)
   logging.info("model: %d parameters; %d classes; training steps %d -> %d",
-               sum(x.size for x in jax.tree.leaves(state.params)),
-               manifest["num_classes"], start, config.num_train_steps)
+               sum(x.size for x in jax.tree.leaves(state.params)), num_classes, start,
+               config.num_train_steps)
 
-  state_finite = jax.jit(lambda s: _all_finite((s.params, s.batch_stats)))
+  def last_good() -> str:
+    manager.wait_until_finished()
+    return f"step {manager.latest_step()} in {workdir}"
 
-  def stop_if_nonfinite(summed, step, state, skips):
-    """Raises NonFiniteError if training went non-finite by `step` (`summed`: the metrics
-    of the steps since the last log point); returns the consecutive skips by `step`."""
-    problem, skips = _nonfinite(summed, step, skips, config.optim.max_consecutive_skips,
-                                bool(state_finite(state)))
-    if problem:
-      manager.wait_until_finished()
-      raise NonFiniteError(f"{problem}; last good checkpoint: step {manager.latest_step()} "
-                           f"in {workdir}")
-    return skips
-
-  pending, last, skips = [], {}, 0
+  guard = nonfinite.Guard(config.optim.max_consecutive_skips, last_good)
+  pending, last = [], {}
   tick, tick_step = time.time(), start
   # Several processes: JAX's preemption service (started by jax.distributed.initialize)
   # owns SIGTERM and makes every process stop at the same step (reached_preemption); a
   # handler of our own would replace it and let each process stop alone (a deadlock).
   with _SigtermFlag(enabled=jax.process_count() == 1) as sigterm:
     for step in range(start + 1, config.num_train_steps + 1):
-      state, metrics = step_fn(state, to_global(next(train_iter), batch_sharding,
-                                               task.input_keys), frozen)
+      batch = next(train_iter)
+      if edit_batch is not None:
+        batch = edit_batch(step, batch)
+      state, metrics = step_fn(state, to_global(batch, batch_sharding, task.input_keys))
       pending.append(metrics)
       if step % config.log_every == 0 or step == config.num_train_steps:
         # Read back only here: reading every step would stall the device.
         summed = jax.device_get(pending)
-        skips = stop_if_nonfinite(summed, step, state, skips)
+        guard.check(summed, step, state)
         # Skipped steps ("skip" mode) have NaN metrics by design: averages leave them out.
         done = [m for m in summed if not m.get("train/skipped_steps")]
         last = {k: float(np.mean([m[k] for m in done])) for k in done[0]} if done else {}
@@ -374,7 +235,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       saved = step % config.eval_every == 0 or step == config.num_train_steps
       if saved:
         # A checkpoint never holds what the next log point would reject.
-        stop_if_nonfinite(jax.device_get(pending), step, state, skips)
+        guard.peek(jax.device_get(pending), step, state)
         val = evaluate(state, eval_fn, task, batch_sharding, manifest)
         writer.write(step, val)
         last.update(val)
@@ -385,37 +246,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         # Preempted (SIGTERM here, or JAX's multi-host preemption sync point): save this
         # step with the data iterator's position and stop; the same command resumes.
         if not saved:
-          stop_if_nonfinite(jax.device_get(pending), step, state, skips)
+          guard.peek(jax.device_get(pending), step, state)
           checkpointing.save(manager, step, state, train_iter)
         logging.info("preempted: saved step %d; rerun the same command to resume", step)
         break
   manager.wait_until_finished()
   writer.close()
   return last
-
-
-def _nonfinite(summed, step: int, skips: int, max_skips: int, state_finite: bool):
-  """(what went non-finite by `step`, or None; consecutive skipped steps by `step`).
-
-  `summed` holds the metrics of the steps up to `step` not yet checked, `skips` the
-  consecutive skipped steps before them. A skipped step (config.optim.nonfinite = "skip")
-  has a NaN loss by design and is not an error unless more than `max_skips` come in a row;
-  a non-finite loss or gradient of a step that was applied ("stop" mode), and non-finite
-  parameters or BatchNorm statistics, always are.
-  """
-  first = step - len(summed) + 1
-  for i, m in enumerate(summed):
-    skipped = bool(m.get("train/skipped_steps", 0.0))
-    skips = skips + 1 if skipped else 0
-    if skips > max_skips:
-      return (f"{skips} consecutive steps ({first + i - skips + 1} to {first + i}) had a "
-              f"non-finite loss or gradient and were skipped (more than "
-              f"optim.max_consecutive_skips={max_skips})"), skips
-    if not skipped and not (np.isfinite(m["train/loss"]) and np.isfinite(m["train/grad_norm"])):
-      return f"non-finite loss or gradient between steps {first} and {step}", skips
-  if not state_finite:
-    return f"non-finite parameters or BatchNorm statistics at step {step}", skips
-  return None, skips
 
 
 class _SigtermFlag:

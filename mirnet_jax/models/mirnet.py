@@ -6,8 +6,8 @@ after each. Normalisation is not in the paper; by default each convolution is fo
 BatchNorm (`encoder_norm="batch"`), as in the x-vector TDNN this encoder resembles: without
 it a six-layer LeakyReLU stack on unnormalised log-spectra trains slowly and is sensitive to
 the input level. `encoder_norm="none"` gives the bare Table 1 stack. The input log-spectrum
-is mean- and variance-normalised per utterance and frequency bin (`input_norm`), the usual
-CMVN of speaker models.
+is mean- and variance-normalised per utterance and frequency bin (`input_norm`; see
+frontend.py).
 
 Spectral attention: for N speakers, the N cyclic rotations of the N blocks of D channels of
 V1 (for N = 2: V2 = concat(V1[D:2D], V1[0:D]), Eq. 2). A shared fc1 (64, tanh) -> fc2 (1,
@@ -18,12 +18,13 @@ Speaker embedding: one ResNet-18 + TAP (shared weights) on each Z_i, folded into
 A linear classifier over the training speakers follows.
 """
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from mirnet_jax import features
+from mirnet_jax.models import frontend
 from mirnet_jax.models import resnet
 
 
@@ -64,7 +65,7 @@ def rotate_blocks(v, num_speakers: int, shift: int):
 class SpectralAttention(nn.Module):
   """V1 `[B, T, N*D]` -> Z `[B, N, T, out_dim]` and attention weights `[B, N, T]`."""
   num_speakers: int = 2
-  attention_dim: int = 64
+  dim: int = 64  # fc1
   out_dim: int = features.NUM_BINS
   dtype: Any = jnp.float32
 
@@ -72,7 +73,7 @@ class SpectralAttention(nn.Module):
   def __call__(self, v1):
     if v1.shape[-1] % self.num_speakers:
       raise ValueError(f"encoder output {v1.shape[-1]} is not {self.num_speakers} blocks")
-    fc1 = nn.Dense(self.attention_dim, dtype=self.dtype, name="fc1")
+    fc1 = nn.Dense(self.dim, dtype=self.dtype, name="fc1")
     fc2 = nn.Dense(1, dtype=self.dtype, name="fc2")
     project = nn.Dense(self.out_dim, dtype=self.dtype, name="project")
     zs, weights = [], []
@@ -86,40 +87,31 @@ class SpectralAttention(nn.Module):
 
 class MIRNet(nn.Module):
   """Mixture (float16 real/imag STFT `[B, T, 257, 2]`, or a log-spectrum `[B, T, 257]`)
-  -> dict(embeddings [B, N, E], logits [B, N, C], attention [B, N, T])."""
+  -> dict(embeddings [B, N, E], logits [B, N, C], attention [B, N, T]).
+
+  `encoder`, `attention` and `resnet` hold the fields of SpeechEncoder, SpectralAttention
+  and resnet.ResNetTAP (None: their defaults, the paper's sizes), as the config's nested
+  blocks `config.model.encoder` etc. do.
+  """
   num_classes: int
   num_speakers: int = 2
-  encoder_channels: Sequence[int] = (512, 512, 512, 512, 1500, 514)
-  encoder_kernels: Sequence[int] = (5, 3, 3, 1, 1, 1)
-  encoder_norm: str = "batch"
+  encoder: Mapping[str, Any] | None = None
   input_norm: bool = True
-  attention_dim: int = 64
-  attention_out_dim: int = features.NUM_BINS
-  resnet_widths: Sequence[int] = (64, 128, 256, 512)
-  resnet_blocks: Sequence[int] = (2, 2, 2, 2)
-  resnet_stem_kernel: int = 7
-  resnet_stem_stride: int = 2
-  resnet_stem_pool: bool = True
+  attention: Mapping[str, Any] | None = None
+  resnet: Mapping[str, Any] | None = None
   embedding_dim: int = 512
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, mixture, train: bool = False):
-    x = features.log_magnitude(mixture, xp=jnp) if mixture.ndim == 4 else mixture
-    x = x.astype(jnp.float32)
-    if self.input_norm:
-      mean = jnp.mean(x, axis=1, keepdims=True)
-      std = jnp.std(x, axis=1, keepdims=True)
-      x = (x - mean) / (std + 1e-3)
-    v1 = SpeechEncoder(self.encoder_channels, self.encoder_kernels, self.encoder_norm,
-                       self.dtype, name="encoder")(x.astype(self.dtype), train)
-    z, attention = SpectralAttention(self.num_speakers, self.attention_dim,
-                                     self.attention_out_dim, self.dtype,
-                                     name="attention")(v1)
+    x = frontend.log_spectrum(mixture, normalise=self.input_norm)
+    v1 = SpeechEncoder(**(self.encoder or {}), dtype=self.dtype, name="encoder")(
+        x.astype(self.dtype), train)
+    z, attention = SpectralAttention(self.num_speakers, **(self.attention or {}),
+                                     dtype=self.dtype, name="attention")(v1)
     b, n, t, f = z.shape
-    trunk = resnet.ResNetTAP(self.resnet_widths, self.resnet_blocks, self.resnet_stem_kernel,
-                             self.resnet_stem_stride, self.resnet_stem_pool,
-                             self.embedding_dim, self.dtype, name="resnet")
+    trunk = resnet.ResNetTAP(**(self.resnet or {}), embedding_dim=self.embedding_dim,
+                             dtype=self.dtype, name="resnet")
     # One set of trunk weights for every speaker slot: fold the slots into the batch.
     embeddings = trunk(z.reshape(b * n, t, f), train).reshape(b, n, -1)
     embeddings = embeddings.astype(jnp.float32)

@@ -9,7 +9,7 @@
   * a bidirectional LSTM (the issue asks for one; VoiceFilter's paper LSTM is forward
     only), a fully connected ReLU layer and a sigmoid output of `num_masks` x 257 masks.
 The paper's uPIT baseline is "the same BLSTM structure while doubling the dimension of
-the fully connected layer and output": `num_masks=2` and twice `fc_dim` (configs/upit.py).
+the fully connected layer and output": `num_masks=2` and twice `fc_dim` (configs/separation.py).
 
 The input is the per-utterance, per-bin normalised log-magnitude (the same CMVN front end
 as MIRNet, so both see the same features); masks multiply the mixture's linear magnitude.
@@ -20,15 +20,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from mirnet_jax import features
-
-
-def normalised_log_magnitude(mixture):
-  """`[B, T, 257, 2]` stored STFT -> per-utterance, per-bin CMVN log-magnitude."""
-  x = features.log_magnitude(mixture, xp=jnp).astype(jnp.float32)
-  mean = jnp.mean(x, axis=1, keepdims=True)
-  std = jnp.std(x, axis=1, keepdims=True)
-  return (x - mean) / (std + 1e-3)
+from mirnet_jax.models import frontend
 
 
 class MaskNet(nn.Module):
@@ -43,7 +35,7 @@ class MaskNet(nn.Module):
 
   @nn.compact
   def __call__(self, mixture, embedding=None, train: bool = False):
-    x = normalised_log_magnitude(mixture)[..., None].astype(self.dtype)  # [B, T, F, 1]
+    x = frontend.log_spectrum(mixture)[..., None].astype(self.dtype)  # [B, T, F, 1]
     b, t, f, _ = x.shape
     layers = [((1, 7), 1), ((7, 1), 1)] + [((5, 5), d) for d in self.dilations]
     for i, (kernel, dilation) in enumerate(layers):
