@@ -8,10 +8,10 @@ Prints a human-readable table, then one JSON object with at least `device`,
 `pipeline_mixtures_per_s_per_core` and `extract_mixtures_per_s`.
 
 * Train step: the config's model (default: the paper's size) on random 3 s mixtures,
-  compiled ahead of time; FLOPs per step from `train.step_flops` (the model's count on every
-  backend: on GPUs and TPUs from a CPU lowering); the achieved FLOP/s as a
-  fraction of the peak measured in this process by a large matrix multiply in the same
-  dtype (the practical limit of the backend).
+  compiled ahead of time; FLOPs per step from `step_flops` (the model's count on every
+  backend: on GPUs and TPUs from a CPU lowering); the achieved FLOP/s as a fraction of the
+  peak measured in this process by a large matrix multiply in the same dtype (the
+  practical limit of the backend).
 * Pipeline: the real grain pipeline over `--shards` (default: a small synthetic corpus
   prepared in a temporary directory), in-process reading threads, one per core.
 * Extraction: the jitted forward pass of the extractor on batches of mixtures.
@@ -22,43 +22,46 @@ Prints a human-readable table, then one JSON object with at least `device`,
 """
 
 import collections
+import functools
 import glob
 import gzip
 import json
 import os
-import sys
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 import numpy as np
-from ml_collections import config_flags
 
-from mirnet_jax import features
+from mirnet_jax import cli
+from mirnet_jax import configs
+from mirnet_jax import errors
 from mirnet_jax import tasks
 from mirnet_jax import train
+from mirnet_jax import train_state
 from mirnet_jax.data import pipeline
 from mirnet_jax.data import shards
 
-for _arg in sys.argv:  # as in main.py: configs import their siblings
-  if _arg.startswith("--config="):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(_arg[9:]))))
+FLAGS = flags.FLAGS
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               "configs", "default.py")
-_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Model config.",
-                                          lock_config=True)
-_BATCH = flags.DEFINE_integer("batch_size", 8, "Global batch of the train step.")
-_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
-_SHARDS = flags.DEFINE_string("shards", None, "Shards for the pipeline benchmark.")
-_STEPS = flags.DEFINE_integer("steps", 3, "Timed train steps (after one warm-up step).")
-_CLASSES = flags.DEFINE_integer("num_classes", 251, "Classifier size (train-clean-100: 251).")
-_PIPELINE_SECONDS = flags.DEFINE_float("pipeline_seconds", 10.0, "Pipeline timing window.")
-_PROFILE_DIR = flags.DEFINE_string("profile_dir", None, "Write a jax.profiler trace of two "
-                                   "train steps here and list the costliest ops.")
+
+def define_flags():
+  # Located through the package, so that the default works from any directory and from a
+  # non-editable install.
+  cli.define_config_flag(default=os.path.join(configs.DIRECTORY, "default.py"),
+                         help_string="Model config (configs/NAME.py[:ARG] names a packaged "
+                         "one; default: the paper's model, configs/default.py).")
+  flags.DEFINE_integer("batch_size", 8, "Global batch of the train step.")
+  flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
+  flags.DEFINE_string("shards", None, "Shards for the pipeline benchmark.")
+  flags.DEFINE_integer("steps", 3, "Timed train steps (after one warm-up step).")
+  flags.DEFINE_integer("num_classes", 251, "Classifier size (train-clean-100: 251).")
+  flags.DEFINE_float("pipeline_seconds", 10.0, "Pipeline timing window.")
+  flags.DEFINE_string("profile_dir", None, "Write a jax.profiler trace of two train steps "
+                      "here and list the costliest ops.")
 
 
 def _timed(fn, repeats: int) -> float:
@@ -85,28 +88,64 @@ def matmul_peak(dtype, size: int | None = None) -> float:
   return 2 * size ** 3 / seconds
 
 
-def bench_train(config, batch_size: int, num_classes: int, steps: int,
+def _flops(cost) -> float | None:
+  """The FLOP count of an XLA cost analysis (a dict, or a list of one per computation)."""
+  cost = cost[0] if isinstance(cost, list) else cost
+  return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def step_flops(task, tx, schedule, batch_size: int, compiled=None) -> float | None:
+  """FLOPs of one train step on `batch_size` examples: the model's count on every backend.
+
+  XLA:CPU's compiled count is the model's, so a `compiled` CPU step is asked directly.
+  Otherwise the step is lowered (traced once more) for the CPU backend and counted before
+  compilation: XLA:GPU's compiled cost analysis leaves out the convolutions it hands to
+  cuDNN (an H200 reported 1.05 of the paper model's 40 GFLOP per example), and the PJRT
+  plugins of GPUs and TPUs do not analyse uncompiled HLO. None where no CPU backend is
+  available.
+  """
+  if compiled is not None and jax.default_backend() == "cpu":
+    return _flops(compiled.cost_analysis())
+  try:
+    mesh = train_state.make_mesh(jax.devices("cpu")[:1])
+  except RuntimeError:  # JAX_PLATFORMS without cpu
+    return None
+  batch = task.abstract_batch(batch_size, jax.sharding.NamedSharding(mesh, P("data")))
+  step = functools.partial(train.train_step, task=task, tx=tx, schedule=schedule)
+  return _flops(jax.jit(step).lower(train_state.abstract_state(task, tx, mesh), batch)
+                .cost_analysis())
+
+
+def _random_batch(task, batch_size: int, num_classes: int, sharding, seed: int = 0) -> dict:
+  """A batch of the task's layout (task.abstract_batch): normal noise as spectrograms and
+  distinct classes per example as labels, so the benchmark needs no knowledge of the
+  task's inputs."""
+  rng = np.random.default_rng(seed)
+
+  def fill(x):
+    if jnp.issubdtype(x.dtype, jnp.integer):
+      values = np.stack([rng.choice(num_classes, x.shape[1:], replace=False)
+                         for _ in range(x.shape[0])])
+    else:
+      values = rng.standard_normal(x.shape)
+    return jax.device_put(values.astype(x.dtype), sharding)
+
+  return jax.tree.map(fill, task.abstract_batch(batch_size))
+
+
+def bench_train(config, task, batch_size: int, num_classes: int, steps: int,
                 profile_dir: str | None = None) -> dict:
-  mesh = train.make_mesh()
-  task = tasks.Task(config, num_classes)
-  tx, schedule = train.make_optimizer(config)
-  state, state_sharding = train.create_state(task, tx, mesh, jax.random.key(0))
-  batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-  rng = np.random.default_rng(0)
-  batch = {
-      "mixture": jax.device_put(rng.standard_normal(
-          (batch_size, config.data.crop_frames, features.NUM_BINS, 2)).astype(np.float16),
-                                batch_sharding),
-      "labels": jax.device_put(np.stack([rng.choice(num_classes, config.data.num_speakers,
-                                                    replace=False)
-                                         for _ in range(batch_size)]).astype(np.int32),
-                               batch_sharding)}
+  mesh = train_state.make_mesh()
+  tx, schedule = train_state.make_optimizer(config)
+  state, state_sharding = train_state.create_state(task, tx, mesh, jax.random.key(0))
+  batch_sharding = jax.sharding.NamedSharding(mesh, P("data"))
+  batch = _random_batch(task, batch_size, num_classes, batch_sharding)
   start = time.perf_counter()
-  step = jax.jit(lambda s, b: train.train_step(s, b, {}, task=task, tx=tx, schedule=schedule),
+  step = jax.jit(functools.partial(train.train_step, task=task, tx=tx, schedule=schedule),
                  in_shardings=(state_sharding, batch_sharding), donate_argnums=0)
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - start
-  flops = train.step_flops(task, tx, schedule, batch_size, compiled=compiled) or 0.0
+  flops = step_flops(task, tx, schedule, batch_size, compiled=compiled) or 0.0
   holder = [state]
 
   def one_step():
@@ -162,9 +201,10 @@ def top_ops(profile_dir: str, steps: int, count: int = 10) -> list[dict]:
           for op, t in wall.most_common(count)]
 
 
-def bench_extract(config, num_classes: int, batch_size: int = 16) -> dict:
-  model = tasks.build_model(config, num_classes)
-  x = jnp.zeros((batch_size, config.data.crop_frames, features.NUM_BINS, 2), jnp.float16)
+def bench_extract(task, batch_size: int = 16) -> dict:
+  model = task.model
+  abstract = task.abstract_batch(batch_size)["mixture"]
+  x = jnp.zeros(abstract.shape, abstract.dtype)
   variables = jax.jit(lambda: model.init(jax.random.key(0), x, train=False))()
   forward = jax.jit(lambda v, m: model.apply(v, m, train=False)["embeddings"])
   seconds = _timed(lambda: forward(variables, x), 3)
@@ -215,11 +255,12 @@ def run(config, batch_size: int, dtype: str, shard_dir: str | None, steps: int,
   result = dict(device=f"{device.platform}:{device.device_kind}",
                 device_count=jax.device_count(), cpu_cores=os.cpu_count(), dtype=dtype,
                 crop_frames=int(config.data.crop_frames))
-  result.update(bench_train(config, batch_size, num_classes, steps, profile_dir))
+  task = tasks.create(config, num_classes)
+  result.update(bench_train(config, task, batch_size, num_classes, steps, profile_dir))
   result["matmul_peak_flops_per_s"] = matmul_peak(jnp.dtype(dtype))
   result["train_flops_fraction_of_matmul_peak"] = (
       result["train_flops_per_s"] / result["matmul_peak_flops_per_s"])
-  result.update(bench_extract(config, num_classes))
+  result.update(bench_extract(task))
   result.update(bench_pipeline(shard_dir, int(config.data.crop_frames), pipeline_seconds))
   result["pipeline_keeps_up"] = (result["pipeline_mixtures_per_s"]
                                  >= result["train_examples_per_s"])
@@ -249,12 +290,12 @@ def table(result: dict) -> str:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  result = run(_CONFIG.value, _BATCH.value, _DTYPE.value, _SHARDS.value, _STEPS.value,
-               _CLASSES.value, _PIPELINE_SECONDS.value, _PROFILE_DIR.value)
+    raise errors.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  result = run(FLAGS.config, FLAGS.batch_size, FLAGS.dtype, FLAGS.shards, FLAGS.steps,
+               FLAGS.num_classes, FLAGS.pipeline_seconds, FLAGS.profile_dir)
   print(table(result))
   print(json.dumps(result))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, define_flags)

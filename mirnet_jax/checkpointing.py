@@ -79,20 +79,32 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict, num_classe
   if not (epath.Path(workdir) / CONFIG_FILE).exists():
     return
   saved, saved_classes = load_config(workdir)
-  normal = lambda x: json.loads(json.dumps(x.to_dict() if hasattr(x, "to_dict") else x))
   diffs = [f"num_classes: {saved_classes} (checkpoint) vs {num_classes} (shards)"
            ] if saved_classes != num_classes else []
   if saved.get("task") != config.get("task"):
     diffs.append(f"task: {saved.get('task')} (checkpoint) vs {config.get('task')} (config)")
-  fields = [("model", k) for k in config.model] + [("data", "num_speakers")]
-  for group, key in fields:
-    old = normal(saved[group].get(key)) if group in saved else None
-    new = normal(config[group][key])
-    if old != new:
-      diffs.append(f"{group}.{key}: {old} (checkpoint) vs {new} (config)")
+  old = _leaves(dict(model=saved.get("model", {}),
+                     data=dict(num_speakers=saved.get("data", {}).get("num_speakers"))))
+  new = _leaves(dict(model=config.model, data=dict(num_speakers=config.data.num_speakers)))
+  for key in sorted(set(old) | set(new)):
+    if old.get(key) != new.get(key):
+      diffs.append(f"{key}: {old.get(key)} (checkpoint) vs {new.get(key)} (config)")
   if diffs:
     raise CheckpointError(f"{workdir} holds a checkpoint of another model: "
                           + "; ".join(diffs) + ". Use a new --workdir.")
+
+
+def _leaves(tree, prefix: str = "") -> dict:
+  """{"model.resnet.widths": [4, 8, 8, 8], ...}: the JSON values of a config's leaves."""
+  tree = json.loads(json.dumps(tree.to_dict() if hasattr(tree, "to_dict") else tree,
+                               default=lambda x: x.to_dict()))
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_leaves(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
 
 
 def make_manager(workdir: str, keep: int, best_metric: str = "val/accuracy",

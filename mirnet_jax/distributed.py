@@ -23,11 +23,14 @@ import time
 
 import jax
 
+from mirnet_jax import errors
+
 MODES = ("auto", "on", "off")
 
 
-class DistributedError(RuntimeError):
-  """The multi-host flags are inconsistent, or initialization failed."""
+class DistributedError(errors.UserError):
+  """The multi-host flags are inconsistent, or initialization failed (an address, a peer
+  or a cluster environment for the user to fix): printed as one line by cli.run."""
 
 
 def _launched_by() -> str | None:

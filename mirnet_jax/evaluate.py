@@ -25,18 +25,17 @@ Writes `WORKDIR/eval/results.json`, the trial lists `trials_<condition>.json`, a
 
 import json
 import os
-import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 from etils import epath
 import numpy as np
 
-from mirnet_jax import checkpointing
 from mirnet_jax import cli
-from mirnet_jax import embed
+from mirnet_jax import errors
+from mirnet_jax import extraction
 from mirnet_jax import features
+from mirnet_jax import inference
 from mirnet_jax import losses
 from mirnet_jax import plots
 from mirnet_jax import storage
@@ -45,6 +44,10 @@ from mirnet_jax.data import pipeline
 from mirnet_jax.data import shards
 
 CHUNK = 64  # trials embedded at a time: bounds memory in the 10,000-trial mode
+
+
+class TrialsError(errors.UserError):
+  """Trial lists that cannot be made or reused for this evaluation."""
 
 
 def overlapped_frames(split, sources, segment_frames: int) -> int:
@@ -72,12 +75,12 @@ def _trial_mixtures(split, trials, segment_frames,
 
 
 def embed_mixtures(extractor, mixtures) -> np.ndarray:
-  """Mixtures `[T_m, 257, 2]` of any lengths -> `[M, N, E]` (windowed as in embed.py);
+  """Mixtures `[T_m, 257, 2]` of any lengths -> `[M, N, E]` (windowed as in extraction.py);
   the windows of all mixtures are embedded together in the extractor's fixed batches."""
   windows = [extractor.windows_of(m) for m in mixtures]
   emb = extractor.embed_windows(np.concatenate(windows))["embeddings"]
   ends = np.cumsum([len(w) for w in windows])
-  return np.stack([embed.align_and_average(e) for e in np.split(emb, ends[:-1])])
+  return np.stack([extraction.align_and_average(e) for e in np.split(emb, ends[:-1])])
 
 
 def score_trials(extractor, split, trials, segment_frames, first_source_only=False):
@@ -100,20 +103,28 @@ def _trials_for(condition, split, split_name, config, num_trials, seed, segment_
   """(trials, meta): read from `trials_from` if given, else made from `seed`."""
   utterances = [str(u) for u in split.utterance]
   if trials_from:
-    trials, meta = verification.load_trials(
-        os.path.join(trials_from, f"trials_{condition}.json"))
+    path = os.path.join(trials_from, f"trials_{condition}.json")
+    try:
+      trials, meta = verification.load_trials(path)
+    except OSError as e:
+      raise TrialsError(f"--trials_from: cannot read {path}: {e.strerror or e}") from None
+    except ValueError as e:
+      raise TrialsError(str(e)) from None
     if meta.get("segment_frames") != segment_frames:
-      raise checkpointing.CheckpointError(
+      raise TrialsError(
           f"{trials_from}: its trials are {meta.get('segment_frames')}-frame segments, not "
           f"{segment_frames}; pass the same --segment_seconds")
     if meta.get("utterances") != utterances:
-      raise checkpointing.CheckpointError(
+      raise TrialsError(
           f"{trials_from}: its {condition} trials index another split; evaluate on the "
           "shards they were made from")
   else:
-    trials = verification.make_trials(
-        split.label, split.frames, num_trials, seed, segment_frames,
-        float(config.data.gain_db_range), int(config.data.num_speakers))
+    try:
+      trials = verification.make_trials(
+          split.label, split.frames, num_trials, seed, segment_frames,
+          float(config.data.gain_db_range), int(config.data.num_speakers))
+    except ValueError as e:  # a split too small for the protocol
+      raise TrialsError(f"{split_name} split: {e}") from None
     meta = dict(split=split_name, seed=seed, segment_frames=segment_frames,
                 utterances=utterances)
   return trials, meta
@@ -157,7 +168,7 @@ def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
              seed: int = 0, trials_from: str | None = None, step: int | None = None,
              make_plots: bool = True, segment_seconds: float = 6.0) -> dict:
   """Runs the protocol; writes results, trial lists and plots under `workdir/eval`."""
-  extractor = embed.Extractor(workdir, step)
+  extractor = extraction.Extractor(inference.restore(workdir, step))
   segment_frames = int(round(segment_seconds * features.SAMPLE_RATE / features.HOP_LENGTH))
   config = extractor.config
   own_shards = shard_dir is None or storage.absolute(shard_dir) == storage.absolute(
@@ -205,21 +216,21 @@ def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
   return results
 
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir.")
-_SHARDS = flags.DEFINE_string("shards", None, "Shards to evaluate on (default: the "
-                              "training run's; another corpus makes every speaker unseen).")
-_TRIALS = flags.DEFINE_integer("trials", 200, "Trials per condition (the paper: 200).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the trial lists.")
-_TRIALS_FROM = flags.DEFINE_string("trials_from", None, "An eval directory whose trial "
-                                   "lists to reuse (compare checkpoints on the same trials).")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: best by validation).")
-_PLOTS = flags.DEFINE_boolean("plots", True, "Write the PNG plots.")
-_SEGMENT = flags.DEFINE_float("segment_seconds", 6.0, "Length of each trial mixture "
-                              "(sources cropped at random offsets; zero-padded if shorter).")
-
-
-_REPORT_ONLY = flags.DEFINE_boolean("report_only", False, "Print the stored results of the "
-                                   "last evaluation instead of evaluating.")
+def define_flags():
+  flags.DEFINE_string("workdir", None, "Training workdir or exported directory.")
+  flags.DEFINE_string("shards", None, "Shards to evaluate on (default: the training "
+                      "run's; another corpus makes every speaker unseen).")
+  flags.DEFINE_integer("trials", 200, "Trials per condition (the paper: 200).")
+  flags.DEFINE_integer("seed", 0, "Seed of the trial lists.")
+  flags.DEFINE_string("trials_from", None, "An eval directory whose trial lists to reuse "
+                      "(compare checkpoints on the same trials).")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: best by validation).")
+  flags.DEFINE_boolean("plots", True, "Write the PNG plots.")
+  flags.DEFINE_float("segment_seconds", 6.0, "Longest trial mixture (sources cropped at "
+                     "random offsets; each mixture is cut to its overlapped span).")
+  flags.DEFINE_boolean("report_only", False, "Print the stored results of the last "
+                       "evaluation instead of evaluating.")
+  flags.mark_flags_as_required(["workdir"])
 
 
 def report(results: dict, results_path: str) -> str:
@@ -237,23 +248,18 @@ def report(results: dict, results_path: str) -> str:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not _WORKDIR.value:
-    raise app.UsageError("--workdir is required")
-  cli.quiet_libraries()
-  results_path = os.path.join(_WORKDIR.value, "eval", "results.json")
-  try:
-    if _REPORT_ONLY.value:
-      if not epath.Path(results_path).exists():
-        raise checkpointing.CheckpointError(f"no {results_path}: evaluate first")
-      results = json.loads(epath.Path(results_path).read_text())
-    else:
-      results = evaluate(_WORKDIR.value, _SHARDS.value, _TRIALS.value, _SEED.value,
-                         _TRIALS_FROM.value, _STEP.value, _PLOTS.value, _SEGMENT.value)
-  except (checkpointing.CheckpointError, shards.ShardError, ValueError, OSError) as e:
-    sys.exit(f"error: {e}")
+    raise errors.UsageError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  results_path = os.path.join(f.workdir, "eval", "results.json")
+  if f.report_only:
+    if not epath.Path(results_path).exists():
+      raise errors.UserError(f"no {results_path}: evaluate first")
+    results = json.loads(epath.Path(results_path).read_text())
+  else:
+    results = evaluate(f.workdir, f.shards, f.trials, f.seed, f.trials_from, f.step,
+                       f.plots, f.segment_seconds)
   print(report(results, results_path))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, define_flags)

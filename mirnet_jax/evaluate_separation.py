@@ -17,43 +17,41 @@ from another mixture of the set. Metrics: separation_metrics.py (SDRi: BSS-eval 
 SI-SDRi; PESQi: wide-band PESQ), averaged over every source of every mixture.
 """
 
+import json
 import os
-import sys
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 
 from mirnet_jax import checkpointing
 from mirnet_jax import cli
+from mirnet_jax import errors
 from mirnet_jax import features
-from mirnet_jax import separate
+from mirnet_jax import inference
 from mirnet_jax import separation_metrics
+from mirnet_jax import separator as separator_lib
+from mirnet_jax import storage
 from mirnet_jax import tasks
 from mirnet_jax.data import audio
-from mirnet_jax.data import corpora
 from mirnet_jax.data import pipeline
 from mirnet_jax.data import shards
 from mirnet_jax.data import wsj0_2mix
 
 RESULTS = "separation.json"
-TITLES = {"vf_enrolled": "VoiceFilter + enrolled reference (speaker model)",
-          "vf_mirnet": "VoiceFilter + MIRNet (proposed)",
-          "upit": "uPIT (no conditioning)"}
 
 
 def find_systems(root: str) -> list[str]:
   """Subdirectories of `root` holding a trained separator, in Table 2's order."""
-  order = {name: i for i, name in enumerate(TITLES)}
+  order = {name: i for i, name in enumerate(tasks.REGISTRY)}
   found = []
   for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
     path = os.path.join(root, name)
     if os.path.exists(os.path.join(path, checkpointing.CONFIG_FILE)):
-      task = tasks.task_name(checkpointing.load_config(path)[0])
-      if task in tasks.SEPARATORS:
-        found.append((order[task], path))
+      task = tasks.get(checkpointing.load_run(path).config)
+      if task.is_separator:
+        found.append((order[task.name], path))
   return [path for _, path in sorted(found)]
 
 
@@ -109,11 +107,12 @@ def evaluate(systems: list[str], items: list[dict], with_pesq: bool = True,
   results = {}
   for workdir in systems:
     started = time.time()
-    separator = separate.Separator(workdir, chunk_seconds=chunk_seconds)
+    separator = separator_lib.Separator(inference.restore(workdir),
+                                        chunk_seconds=chunk_seconds)
     scores, skipped = [], 0
     for it, base in zip(items, baselines):
-      enroll = it["enroll"] if separator.task.name == "vf_enrolled" else None
-      if separator.task.name == "vf_enrolled" and enroll is None:
+      enroll = it["enroll"] if separator.task.enrolled else None
+      if separator.task.enrolled and enroll is None:
         skipped += 1  # a speaker with no other utterance to enrol
         continue
       estimates, _ = separator.separate(it["mixture"], enroll)
@@ -137,71 +136,71 @@ def markdown_table(results: dict, test_set: str) -> str:
            "|---|---:|---:|---:|---:|"]
   for name, r in results.items():
     pesqi = f"{r['pesqi']:.3f}" if "pesqi" in r else "n/a"
-    lines.append(f"| {TITLES.get(name, name)} | {r['mixtures']} | {r['sdri']:.2f} | "
+    lines.append(f"| {tasks.REGISTRY[name].title} | {r['mixtures']} | {r['sdri']:.2f} | "
                  f"{r['si_sdri']:.2f} | {pesqi} |")
   return "\n".join(lines)
 
 
 def write_results(root: str, results: dict, table: str):
   out_dir = os.path.join(root, "eval")
-  os.makedirs(out_dir, exist_ok=True)
-  shards.atomic_write_json(os.path.join(out_dir, RESULTS), results)
-  shards.atomic_write_bytes(os.path.join(out_dir, "separation.md"), (table + "\n").encode())
+  storage.makedirs(out_dir)
+  storage.write_text(os.path.join(out_dir, RESULTS),
+                     json.dumps(results, indent=1, sort_keys=True))
+  storage.write_text(os.path.join(out_dir, "separation.md"), table + "\n")
+
+
+def define_flags():
+  flags.DEFINE_string("workdir", None, "Directory holding the separator workdirs; results "
+                      "go to DIR/eval/.")
+  flags.DEFINE_list("systems", None, "Separator workdirs (default: every separator under "
+                    "--workdir).")
+  flags.DEFINE_string("shards", None, "Prepared corpus for the test mixtures (default: the "
+                      "first system's training shards).")
+  flags.DEFINE_string("wsj0_2mix", None, "A WSJ0-2mix set directory (e.g. "
+                      ".../wav16k/max/tt) to use instead of shard mixtures.")
+  flags.DEFINE_integer("mixtures", 100, "Test mixtures (WSJ0-2mix: the first N; 0 for all).")
+  flags.DEFINE_float("seconds", 4.0, "Length of shard test mixtures.")
+  flags.DEFINE_integer("seed", 0, "Seed of the test mixtures and enrolments.")
+  flags.DEFINE_bool("pesq", True, "Compute PESQi (the slowest metric).")
+  flags.DEFINE_bool("report_only", False, "Print the stored table.")
+  flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise errors.UsageError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  root = f.workdir
+  if f.report_only:
+    path = os.path.join(root, "eval", "separation.md")
+    if not os.path.exists(path):
+      raise errors.UserError(f"no {path}: run without --report_only first")
+    print(open(path).read().rstrip())
+    return
+  systems = f.systems or find_systems(root)
+  if not systems:
+    names = ", ".join(name for name, t in tasks.REGISTRY.items() if t.is_separator)
+    raise errors.UserError(f"no trained separator ({names}) under {root}")
+  if f.wsj0_2mix:
+    items = wsj0_mixtures(f.wsj0_2mix, f.mixtures or None, f.seed)
+    test_set = f"WSJ0-2mix {f.wsj0_2mix}"
+    chunk = 8.0
+  else:
+    config = checkpointing.load_run(systems[0]).config
+    shard_dir = f.shards or config.data.shards
+    items = shard_mixtures(shard_dir, f.mixtures, f.seconds, f.seed,
+                           config.data.gain_db_range)
+    test_set = (f"{f.mixtures} mixtures of {f.seconds:g} s of unseen speakers "
+                f"({shard_dir}, seed {f.seed})")
+    chunk = f.seconds
+  results = evaluate(systems, items, f.pesq, chunk)
+  for r in results.values():
+    r["test_set"] = test_set
+  table = markdown_table(results, test_set)
+  write_results(root, results, table)
+  print(table)
+  print(f"results: {os.path.join(root, 'eval', RESULTS)}")
 
 
 if __name__ == "__main__":
-  _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding the separator "
-                                 "workdirs; results go to DIR/eval/.")
-  _SYSTEMS = flags.DEFINE_list("systems", None, "Separator workdirs (default: every "
-                               "separator under --workdir).")
-  _SHARDS = flags.DEFINE_string("shards", None, "Prepared corpus for the test mixtures "
-                                "(default: the first system's training shards).")
-  _WSJ0 = flags.DEFINE_string("wsj0_2mix", None, "A WSJ0-2mix set directory (e.g. "
-                              ".../wav16k/max/tt) to use instead of shard mixtures.")
-  _MIXTURES = flags.DEFINE_integer("mixtures", 100, "Test mixtures (WSJ0-2mix: the first "
-                                   "N; 0 for all).")
-  _SECONDS = flags.DEFINE_float("seconds", 4.0, "Length of shard test mixtures.")
-  _SEED = flags.DEFINE_integer("seed", 0, "Seed of the test mixtures and enrolments.")
-  _PESQ = flags.DEFINE_bool("pesq", True, "Compute PESQi (the slowest metric).")
-  _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Print the stored table.")
-  flags.mark_flags_as_required(["workdir"])
-
-  def main(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    cli.quiet_libraries()
-    root = _WORKDIR.value
-    if _REPORT_ONLY.value:
-      path = os.path.join(root, "eval", "separation.md")
-      if not os.path.exists(path):
-        sys.exit(f"error: no {path}: run without --report_only first")
-      print(open(path).read().rstrip())
-      return
-    systems = _SYSTEMS.value or find_systems(root)
-    if not systems:
-      sys.exit(f"error: no trained separator (vf_mirnet, vf_enrolled, upit) under {root}")
-    try:
-      if _WSJ0.value:
-        items = wsj0_mixtures(_WSJ0.value, _MIXTURES.value or None, _SEED.value)
-        test_set = f"WSJ0-2mix {_WSJ0.value}"
-        chunk = 8.0
-      else:
-        config, _ = checkpointing.load_config(systems[0])
-        shard_dir = _SHARDS.value or config.data.shards
-        items = shard_mixtures(shard_dir, _MIXTURES.value, _SECONDS.value, _SEED.value,
-                               config.data.gain_db_range)
-        test_set = (f"{_MIXTURES.value} mixtures of {_SECONDS.value:g} s of unseen "
-                    f"speakers ({shard_dir}, seed {_SEED.value})")
-        chunk = _SECONDS.value
-      results = evaluate(systems, items, _PESQ.value, chunk)
-    except (checkpointing.CheckpointError, shards.ShardError, corpora.CorpusError,
-            separate.SeparationError, audio.AudioError) as e:
-      sys.exit(f"error: {e}")
-    for r in results.values():
-      r["test_set"] = test_set
-    table = markdown_table(results, test_set)
-    write_results(root, results, table)
-    print(table)
-    print(f"results: {os.path.join(root, 'eval', RESULTS)}")
-
-  app.run(main)
+  cli.run(main, define_flags)

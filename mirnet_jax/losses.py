@@ -6,15 +6,10 @@ L = min over the N! assignments pi of sum_i CE(logits_i, label_pi(i)). The CE of
 (its index carries no gradient), so the gradient flows through the chosen assignment only.
 """
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 
-
-def permutations(n: int) -> jnp.ndarray:
-  """All n! permutations of range(n), `[n!, n]` int32; row 0 is the identity."""
-  return jnp.array(list(itertools.permutations(range(n))), jnp.int32)
+from mirnet_jax import permutations
 
 
 def pairwise_cross_entropy(logits, labels):
@@ -22,6 +17,31 @@ def pairwise_cross_entropy(logits, labels):
   log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   # ce[b, i, j] = -log_probs[b, i, labels[b, j]]
   return -jnp.take_along_axis(log_probs, labels[:, None, :], axis=-1)
+
+
+def _permutation_min(pairwise, reduce):
+  """The assignment of least total over the permutation table.
+
+  Args:
+    pairwise: `[B, M, N]` cost of output slot i against target j (slots past N unused).
+    reduce: combines the N costs of one assignment, `reduce(x, axis=-1)` (jnp.sum or
+      jnp.mean).
+
+  Returns:
+    (`[B]` the least total, `[B, N]` int32 the target index assigned to each slot).
+  """
+  n = pairwise.shape[-1]
+  perms = jnp.asarray(permutations.table(n), jnp.int32)
+  slots = jnp.arange(n)
+  # [P, B]: the total of each assignment, vmapped over the permutation table.
+  totals = jax.vmap(lambda p: reduce(pairwise[:, slots, p], axis=-1))(perms)
+  best = jax.lax.stop_gradient(jnp.argmin(totals, axis=0))  # [B]
+  loss = jnp.take_along_axis(totals, best[None], axis=0)[0]
+  # Selected with take_along_axis over the vmapped axis (not by indexing the constant
+  # table with `best`), which keeps the batch sharding of every operand.
+  table = jnp.broadcast_to(perms[:, None, :], (perms.shape[0], pairwise.shape[0], n))
+  permutation = jnp.take_along_axis(table, best[None, :, None], axis=0)[0]
+  return loss, permutation
 
 
 def permutation_min_ce(logits, labels):
@@ -36,17 +56,7 @@ def permutation_min_ce(logits, labels):
     assigned to each slot), `accuracy` `[B]` (share of slots whose argmax is the label
     assigned to it).
   """
-  ce = pairwise_cross_entropy(logits, labels)
-  perms = permutations(labels.shape[1])
-  slots = jnp.arange(labels.shape[1])
-  # [P, B]: the summed CE of each assignment, vmapped over the permutation table.
-  totals = jax.vmap(lambda p: ce[:, slots, p].sum(axis=-1))(perms)
-  best = jax.lax.stop_gradient(jnp.argmin(totals, axis=0))  # [B]
-  loss = jnp.take_along_axis(totals, best[None], axis=0)[0]
-  # Selected with take_along_axis over the vmapped axis (not by indexing the constant
-  # table with `best`), which keeps the batch sharding of every operand.
-  table = jnp.broadcast_to(perms[:, None, :], (perms.shape[0],) + labels.shape)
-  permutation = jnp.take_along_axis(table, best[None, :, None], axis=0)[0]
+  loss, permutation = _permutation_min(pairwise_cross_entropy(logits, labels), jnp.sum)
   assigned = jnp.take_along_axis(labels, permutation, axis=1)
   accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == assigned, axis=-1)
   return dict(loss=loss, permutation=permutation, accuracy=accuracy.astype(jnp.float32))
@@ -86,13 +96,6 @@ def permutation_min_mse(estimates, references):
   the reference assigned to each estimate). Like `permutation_min_ce`, a vmap over the
   permutation table with the argmin selected without gradient.
   """
-  mse = pairwise_compressed_mse(estimates, references)
-  n = references.shape[1]
-  perms = permutations(n)
-  slots = jnp.arange(n)
-  totals = jax.vmap(lambda p: mse[:, slots, p].mean(axis=-1))(perms)  # [P, B]
-  best = jax.lax.stop_gradient(jnp.argmin(totals, axis=0))
-  loss = jnp.take_along_axis(totals, best[None], axis=0)[0]
-  table = jnp.broadcast_to(perms[:, None, :], (perms.shape[0], mse.shape[0], n))
-  permutation = jnp.take_along_axis(table, best[None, :, None], axis=0)[0]
+  loss, permutation = _permutation_min(pairwise_compressed_mse(estimates, references),
+                                       jnp.mean)
   return dict(loss=loss, permutation=permutation)

@@ -17,23 +17,25 @@ manifest.json written, when the source is missing or holds no audio files in the
 subsets, or when none of a group's files is usable.
 """
 
-import sys
-
-from absl import app
 from absl import flags
 
-from mirnet_jax.data import corpora
+from mirnet_jax import cli
+from mirnet_jax import errors
 from mirnet_jax.data import shards
 
-_SOURCE = flags.DEFINE_string("source", None, "LibriSpeech-layout directory or tfds:librispeech.")
-_OUT = flags.DEFINE_string("out", None, "Output shard directory (local).")
-_TRAIN = flags.DEFINE_list("train_subsets", ["train*"], "Glob patterns of training subsets.")
-_TEST = flags.DEFINE_list("test_subsets", ["dev*", "test*"], "Glob patterns of unseen subsets.")
-_HELDOUT = flags.DEFINE_float("heldout_fraction", 0.1, "Held-out share of each training speaker.")
-_MIN_HELDOUT = flags.DEFINE_integer("min_heldout", 2, "Minimum held-out utterances per speaker.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the held-out choice.")
-_PER_SHARD = flags.DEFINE_integer("utterances_per_shard", 256, "Utterances per shard.")
-_WORKERS = flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string("source", None, "LibriSpeech-layout directory or tfds:librispeech.")
+  flags.DEFINE_string("out", None, "Output shard directory (local).")
+  flags.DEFINE_list("train_subsets", ["train*"], "Glob patterns of training subsets.")
+  flags.DEFINE_list("test_subsets", ["dev*", "test*"], "Glob patterns of unseen subsets.")
+  flags.DEFINE_float("heldout_fraction", 0.1, "Held-out share of each training speaker.")
+  flags.DEFINE_integer("min_heldout", 2, "Minimum held-out utterances per speaker.")
+  flags.DEFINE_integer("seed", 0, "Seed of the held-out choice.")
+  flags.DEFINE_integer("utterances_per_shard", 256, "Utterances per shard.")
+  flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
 
 
 def summary(manifest: dict) -> str:
@@ -50,19 +52,19 @@ def summary(manifest: dict) -> str:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not _SOURCE.value or not _OUT.value:
-    raise app.UsageError("--source and --out are required")
+    raise errors.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS.source or not FLAGS.out:
+    raise errors.UsageError("--source and --out are required")
+  # CorpusError and ShardError (a missing or empty source, no usable file) are UserErrors:
+  # cli.run prints them.
   try:
-    manifest = shards.prepare(_SOURCE.value, _OUT.value, _TRAIN.value, _TEST.value,
-                              _HELDOUT.value, _MIN_HELDOUT.value, _SEED.value,
-                              _PER_SHARD.value, _WORKERS.value)
-  except (corpora.CorpusError, shards.ShardError) as e:
-    sys.exit(f"error: {e}")
+    manifest = shards.prepare(FLAGS.source, FLAGS.out, FLAGS.train_subsets,
+                              FLAGS.test_subsets, FLAGS.heldout_fraction, FLAGS.min_heldout,
+                              FLAGS.seed, FLAGS.utterances_per_shard, FLAGS.workers)
   except OSError as e:  # e.g. --out is a file, or not writable
-    sys.exit(f"error: {e.strerror or e}: {e.filename or _OUT.value}")
+    raise errors.UserError(f"{e.strerror or e}: {e.filename or FLAGS.out}") from e
   print(summary(manifest))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, define_flags)

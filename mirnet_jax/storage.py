@@ -5,12 +5,15 @@ orbax and grain use too): local paths through `os`, `gs://` through TensorFlow's
 `tf.io.gfile` when TensorFlow is installed (the `[tfds]` extra), else through gcsfs.
 
 Object storage has no rename and no append, so two calls differ by kind of path:
-`write_bytes` is a temp file + `os.replace` locally and one upload to Cloud Storage (an
-object becomes visible only once its upload completes, and replaces the old one whole:
-already atomic); `open_append` appends to a local file, and for an object keeps the whole
-content and uploads it again at every flush.
+`write_bytes` (and `write_text`, `write_json`) is a temp file + `os.replace` locally and
+one upload to Cloud Storage (an object becomes visible only once its upload completes, and
+replaces the old one whole: already atomic); `open_append` appends to a local file, and for
+an object keeps the whole content and uploads it again at every flush. `atomic_path` is
+the local temp file + rename for writers that need a file name of their own.
 """
 
+import contextlib
+import json
 import os
 import re
 import threading
@@ -32,24 +35,47 @@ def absolute(path) -> str:
   return path if is_remote(path) else os.path.abspath(path)
 
 
-def write_bytes(path, data: bytes):
-  """Writes `path` atomically: a reader sees the old content or the new, never a part."""
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = ""):
+  """Yields a temporary name beside the local file `path` to write it under; renames it
+  onto `path` when the block succeeds, deletes it when the block (or the rename) fails.
+
+  So a reader of `path` sees the old file or the new one, never a part of it. For writers
+  that open the file themselves (ArrayRecordWriter, np.savez, soundfile); `suffix` ends
+  the temporary name for those that go by its extension (np.savez appends `.npz` to a
+  name without it). The name is `<path>.tmp-<pid><suffix>`, in the same directory so the
+  rename stays on one file system.
+  """
   if is_remote(path):
-    epath.Path(path).write_bytes(data)  # one object upload: atomic by itself
-    return
+    raise ValueError(f"atomic_path takes a local path, not {os.fspath(path)}: write an "
+                     "object with write_bytes (one upload is atomic by itself)")
   path = os.fspath(path)
-  tmp = f"{path}.tmp-{os.getpid()}"
+  tmp = f"{path}.tmp-{os.getpid()}{suffix}"
   try:
-    with open(tmp, "wb") as f:
-      f.write(data)
+    yield tmp
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
 
 
+def write_bytes(path, data: bytes):
+  """Writes `path` atomically: a reader sees the old content or the new, never a part."""
+  if is_remote(path):
+    epath.Path(path).write_bytes(data)  # one object upload: atomic by itself
+    return
+  with atomic_path(path) as tmp:
+    with open(tmp, "wb") as f:
+      f.write(data)
+
+
 def write_text(path, text: str):
   write_bytes(path, text.encode())
+
+
+def write_json(path, obj):
+  """Writes `obj` as indented JSON with sorted keys (stable bytes for equal objects)."""
+  write_text(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def makedirs(path):

@@ -276,7 +276,7 @@ def get(config: ml_collections.ConfigDict) -> type[Task]:
   """The Task class `config.task` names (errors.UserError if none)."""
   name = config.get("task", "mirnet")
   if name not in REGISTRY:
-    raise errors.UserError(f"unknown config.task {name!r}; one of {', '.join(REGISTRY)}")
+    raise errors.UserError(f"unknown task {name!r} (config.task); one of {', '.join(REGISTRY)}")
   return REGISTRY[name]
 
 

@@ -51,6 +51,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 from mirnet_jax import storage
+from mirnet_jax.data import shards
 
 TRIALS_FORMAT = "mirnet_jax.verification.trials/1"
 ROLES = ("anchor", "positive", "negative")
@@ -76,12 +77,6 @@ class Trial:
   anchor: tuple[Source, ...]
   positive: tuple[Source, ...]
   negative: tuple[Source, ...]
-
-
-def _utterances_by_speaker(labels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-  order = np.argsort(labels, kind="stable")
-  speakers, starts = np.unique(labels[order], return_index=True)
-  return speakers, np.split(order, starts[1:])
 
 
 def make_trials(labels: np.ndarray, frames: np.ndarray, num_trials: int, seed: int,
@@ -120,7 +115,7 @@ def make_trials(labels: np.ndarray, frames: np.ndarray, num_trials: int, seed: i
   if num_trials < 0 or crop_frames <= 0 or gain_db_range < 0:
     raise ValueError(f"bad arguments: num_trials={num_trials}, crop_frames={crop_frames},"
                      f" gain_db_range={gain_db_range}")
-  speakers, utterances_of = _utterances_by_speaker(labels)
+  speakers, utterances_of = shards.utterances_by_speaker(labels)
   rich = np.flatnonzero([len(u) >= 2 for u in utterances_of])  # may be A or C
   needed = 3 * n - 2
   if len(speakers) < needed or len(rich) < 2:

@@ -1,19 +1,38 @@
-"""The benchmark command in a reduced mode (tiny model, short pipeline window)."""
+"""The benchmark command in a reduced mode (tiny model, short pipeline window), and the FLOP
+count it reports."""
 
+import functools
 import json
 import os
 import subprocess
 import sys
 
+import jax
+from jax.sharding import PartitionSpec as P
+import pytest
+
+from mirnet_jax import benchmark
+from mirnet_jax import tasks
+from mirnet_jax import train
+from mirnet_jax import train_state
+from mirnet_jax.configs import tiny
+from tests import conftest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _run_elsewhere(cwd, *args: str) -> subprocess.CompletedProcess:
+  """The command run from `cwd`, outside the clone: configs come from the package."""
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+  return subprocess.run([sys.executable, "-m", "mirnet_jax.benchmark", *args], cwd=cwd,
+                        env=env, capture_output=True, text=True, timeout=600)
+
+
 def test_benchmark_prints_the_promised_json(tmp_path):
-  result = subprocess.run(
-      [sys.executable, "-m", "mirnet_jax.benchmark", "--config=configs/tiny.py",
-       "--batch_size=4", "--steps=1", "--pipeline_seconds=1", "--num_classes=10",
-       f"--profile_dir={tmp_path / 'profile'}"],
-      cwd=REPO, capture_output=True, text=True, timeout=600)
+  result = _run_elsewhere(tmp_path, "--config=configs/tiny.py", "--batch_size=4", "--steps=1",
+                          "--pipeline_seconds=1", "--num_classes=10",
+                          f"--profile_dir={tmp_path / 'profile'}")
   assert result.returncode == 0, result.stderr[-2000:]
   report = json.loads(result.stdout.strip().splitlines()[-1])
   for key in ("device", "train_examples_per_s", "train_flops_fraction_of_matmul_peak",
@@ -29,3 +48,34 @@ def test_benchmark_prints_the_promised_json(tmp_path):
   assert ops and all(op["ms_per_step"] > 0 for op in ops)
   assert 0 < sum(op["share"] for op in ops) <= 1 + 1e-9
   assert ops[0]["op"] in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["stray"], "error: unexpected arguments: stray"),
+    (["--steps=abc"], "error: "),
+    (["--config.optim.learning_rate=abc"], "error: "),
+])
+def test_usage_errors_are_one_line_with_the_packaged_default_config(tmp_path, args, message):
+  # Run from outside the clone: the default config (configs/default.py) is found in the
+  # package before any of these is reported.
+  result = _run_elsewhere(tmp_path, *args)
+  assert result.returncode == 2, result.stderr[-2000:]
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+
+
+def test_step_flops_match_the_compiled_step_and_scale_with_the_batch():
+  config = tiny.get_config()
+  task = tasks.create(config, len(conftest.TRAIN_SPEAKERS))
+  tx, schedule = train_state.make_optimizer(config)
+  mesh = train_state.make_mesh(jax.local_devices()[:1])
+  batch = task.abstract_batch(8, jax.sharding.NamedSharding(mesh, P("data")))
+  step = functools.partial(train.train_step, task=task, tx=tx, schedule=schedule)
+  compiled_step = jax.jit(step).lower(train_state.abstract_state(task, tx, mesh), batch).compile()
+  cost = compiled_step.cost_analysis()
+  compiled = (cost[0] if isinstance(cost, list) else cost)["flops"]
+  eight = benchmark.step_flops(task, tx, schedule, 8)
+  assert eight == pytest.approx(compiled, rel=0.1)
+  assert eight == pytest.approx(2 * benchmark.step_flops(task, tx, schedule, 4), rel=0.05)
+  if jax.default_backend() == "cpu":  # a compiled CPU step is asked directly
+    assert benchmark.step_flops(task, tx, schedule, 8, compiled=compiled_step) == compiled

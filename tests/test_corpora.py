@@ -1,13 +1,19 @@
 """Corpus readers: LibriSpeech-layout directories and TFDS librispeech (mocked)."""
 
+import subprocess
+import sys
+
 import hypothesis
 from hypothesis import strategies as st
 import numpy as np
 import pytest
 import soundfile as sf
 
+from mirnet_jax import errors
 from mirnet_jax.data import audio
 from mirnet_jax.data import corpora
+from mirnet_jax.data import sources
+from mirnet_jax.data import wsj0_2mix
 from tests import conftest
 
 
@@ -55,6 +61,31 @@ def test_missing_directory_is_a_corpus_error(tmp_path):
     corpora.LibriSpeechDir(str(tmp_path / "nope"))
 
 
+def test_open_corpus_picks_the_reader_of_a_source(corpus, tmp_path):
+  reader = sources.open_corpus(corpus["root"])
+  assert isinstance(reader, corpora.LibriSpeechDir) and reader.subsets() == ["test", "train"]
+  (tmp_path / "tt" / "mix").mkdir(parents=True)
+  reader = sources.open_corpus(f"{wsj0_2mix.PREFIX}{tmp_path}")
+  assert isinstance(reader, wsj0_2mix.Wsj0Mix2Dir) and reader.subsets() == ["tt"]
+  with pytest.raises(corpora.CorpusError, match="WSJ0-2mix directory not found"):
+    sources.open_corpus(f"{wsj0_2mix.PREFIX}{tmp_path / 'nope'}")
+  with pytest.raises(corpora.CorpusError, match="not found"):
+    sources.open_corpus(str(tmp_path / "nope"))
+
+
+def test_corpora_does_not_import_wsj0_2mix():
+  # wsj0_2mix imports corpora; sources imports both, so there is no cycle.
+  code = ("import sys; from mirnet_jax.data import corpora; "
+          "assert 'mirnet_jax.data.wsj0_2mix' not in sys.modules")
+  subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_corpus_and_audio_errors_are_user_errors():
+  assert issubclass(corpora.CorpusError, errors.UserError)
+  assert issubclass(audio.AudioError, errors.UserError)
+  assert issubclass(audio.AudioError, ValueError)  # corpora.load_or_skip still skips them
+
+
 def test_subset_globs():
   available = ["dev-clean", "test-other", "train-clean-100", "train-other-500", "test"]
   assert corpora.select_subsets(available, ["train*"]) == ["train-clean-100", "train-other-500"]
@@ -66,7 +97,7 @@ def test_tfds_reader_on_mock_data():
   tfds = pytest.importorskip("tensorflow_datasets")
   pytest.importorskip("tensorflow")
   with tfds.testing.mock_data(num_examples=4):
-    reader = corpora.open_corpus("tfds:librispeech")
+    reader = sources.open_corpus("tfds:librispeech")
     assert "dev_clean" in reader.subsets() and "train_clean100" in reader.subsets()
     refs = reader.refs("dev_clean")
     assert len(refs) == 4
@@ -87,7 +118,7 @@ def test_tfds_without_tensorflow_gives_a_hint(monkeypatch):
 
   monkeypatch.setattr(builtins, "__import__", no_tensorflow)
   with pytest.raises(corpora.CorpusError, match=r"pip install -e '\.\[tfds\]'"):
-    corpora.open_corpus("tfds:librispeech")
+    sources.open_corpus("tfds:librispeech")
 
 
 @hypothesis.settings(max_examples=200, deadline=None)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mirnet_jax import losses
+from mirnet_jax import permutations
 
 
 def _log_softmax(x):
@@ -73,5 +74,38 @@ def test_gradient_flows_through_the_chosen_permutation_only():
 
 
 def test_permutation_table():
-  assert losses.permutations(3).shape == (6, 3)
-  assert losses.permutations(2).tolist() == [[0, 1], [1, 0]]
+  assert permutations.table(3).shape == (6, 3)
+  assert permutations.table(2).tolist() == [[0, 1], [1, 0]]
+
+
+def _permutation_min_mse_brute_force(estimates, references):
+  est = np.asarray(estimates, np.float64) ** losses.COMPRESSION
+  ref = np.asarray(references, np.float64) ** losses.COMPRESSION
+  n = ref.shape[1]
+  return np.array([min(np.mean([np.mean((est[b, i] - ref[b, p[i]]) ** 2) for i in range(n)])
+                       for p in itertools.permutations(range(n)))
+                   for b in range(ref.shape[0])])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_permutation_min_mse_matches_brute_force(n):
+  rng = np.random.default_rng(n)
+  estimates = jnp.asarray(np.abs(rng.standard_normal((4, n, 6, 5))), jnp.float32)
+  references = jnp.asarray(np.abs(rng.standard_normal((4, n, 6, 5))), jnp.float32)
+  result = losses.permutation_min_mse(estimates, references)
+  np.testing.assert_allclose(result["loss"],
+                             _permutation_min_mse_brute_force(estimates, references),
+                             rtol=1e-5)
+  # Estimates in another order: the same loss, the permutation follows them.
+  for perm in itertools.permutations(range(n)):
+    shuffled = losses.permutation_min_mse(estimates[:, list(perm)], references)
+    np.testing.assert_allclose(shuffled["loss"], result["loss"], rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(shuffled["permutation"])[:, np.argsort(perm)],
+                                  result["permutation"])
+
+
+def test_ties_choose_the_identity():
+  ce = losses.permutation_min_ce(jnp.zeros((2, 3, 5)), jnp.array([[0, 1, 2], [4, 2, 0]]))
+  assert ce["permutation"].tolist() == [[0, 1, 2]] * 2
+  mse = losses.permutation_min_mse(jnp.ones((2, 3, 4, 5)), jnp.ones((2, 3, 4, 5)))
+  assert mse["permutation"].tolist() == [[0, 1, 2]] * 2

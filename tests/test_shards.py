@@ -6,7 +6,9 @@ import os
 import numpy as np
 import pytest
 
+from mirnet_jax import errors
 from mirnet_jax import features
+from mirnet_jax import storage
 from mirnet_jax.data import shards
 from tests import conftest
 
@@ -120,3 +122,86 @@ def test_prepare_from_tfds_mock(tmp_path):
   assert manifest["splits"]["unseen"]["utterances"] == 4
   split = shards.open_split(str(tmp_path / "s"), "unseen")
   assert split.read(0).shape == (features.num_frames(32000), 257, 2)
+
+
+def test_preparing_leaves_no_temporary_file(shard_dir):
+  assert not [n for n in os.listdir(shard_dir) if ".tmp-" in n]
+
+
+def test_shard_errors_are_user_errors():
+  assert issubclass(shards.ShardError, errors.UserError)
+
+
+def test_atomic_path_replaces_the_file_on_success(tmp_path):
+  path = tmp_path / "index.npz"
+  path.write_bytes(b"old")
+  with storage.atomic_path(path, suffix=".npz") as tmp:
+    assert os.path.dirname(tmp) == str(tmp_path) and ".tmp-" in tmp and tmp.endswith(".npz")
+    np.savez(tmp, x=np.arange(3))
+    assert path.read_bytes() == b"old"  # untouched until the block ends
+  with np.load(path) as loaded:
+    assert loaded["x"].tolist() == [0, 1, 2]
+  assert os.listdir(tmp_path) == ["index.npz"]
+
+
+def test_atomic_path_keeps_the_old_file_and_no_temporary_on_failure(tmp_path):
+  path = tmp_path / "out.bin"
+  path.write_bytes(b"old")
+  with pytest.raises(RuntimeError, match="writer failed"):
+    with storage.atomic_path(path) as tmp:
+      with open(tmp, "wb") as f:
+        f.write(b"half")
+      raise RuntimeError("writer failed")
+  assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["out.bin"]
+  # A block that fails before writing anything, onto a path that does not exist yet.
+  with pytest.raises(RuntimeError):
+    with storage.atomic_path(tmp_path / "new.bin"):
+      raise RuntimeError("nothing written")
+  assert os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_atomic_path_is_for_local_paths_only():
+  with pytest.raises(ValueError, match="write_bytes"):
+    with storage.atomic_path("gs://bucket/x.npz"):
+      pass
+
+
+def test_write_json_is_indented_sorted_and_atomic(tmp_path):
+  path = tmp_path / "m.json"
+  storage.write_json(path, dict(b=[1, 2], a="x"))
+  assert path.read_text() == json.dumps(dict(a="x", b=[1, 2]), indent=1, sort_keys=True)
+  storage.write_json(path, dict(a=1))
+  assert json.loads(path.read_text()) == dict(a=1) and os.listdir(tmp_path) == ["m.json"]
+
+
+def _utterances_by_speaker_before(labels):
+  """The grouping pipeline.MixtureMaker and verification.make_trials each wrote out."""
+  order = np.argsort(labels, kind="stable")
+  speakers, starts = np.unique(labels[order], return_index=True)
+  return speakers, np.split(order, starts[1:])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_utterances_by_speaker_matches_the_code_it_replaces(seed):
+  rng = np.random.default_rng(seed)
+  for labels in [rng.integers(0, 12, rng.integers(1, 80)).astype(np.int32),
+                 np.array([3, 3, 1, 1, 2, 0, 3], np.int32), np.array([5], np.int32)]:
+    speakers, utterances_of = shards.utterances_by_speaker(labels)
+    expected_speakers, expected_of = _utterances_by_speaker_before(labels)
+    np.testing.assert_array_equal(speakers, expected_speakers)
+    assert speakers.dtype == expected_speakers.dtype
+    assert len(utterances_of) == len(expected_of)
+    for got, expected in zip(utterances_of, expected_of):
+      np.testing.assert_array_equal(got, expected)
+      assert got.dtype == expected.dtype
+  speakers, utterances_of = shards.utterances_by_speaker(np.array([2, 0, 2, 0, 1]))
+  assert speakers.tolist() == [0, 1, 2]
+  assert [u.tolist() for u in utterances_of] == [[1, 3], [4], [0, 2]]
+
+
+def test_utterances_by_speaker_of_a_split(shard_dir):
+  split = shards.open_split(shard_dir, "train")
+  speakers, utterances_of = shards.utterances_by_speaker(split.label)
+  assert speakers.tolist() == sorted(set(split.label.tolist()))
+  for speaker, utterances in zip(speakers, utterances_of):
+    assert utterances.tolist() == np.flatnonzero(split.label == speaker).tolist()

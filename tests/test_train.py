@@ -1,6 +1,5 @@
 """Training end to end: tiny runs, resume, sharded equals single-device, entry point."""
 
-import functools
 import json
 import os
 import subprocess
@@ -15,8 +14,11 @@ import pytest
 
 from mirnet_jax.configs import tiny
 from mirnet_jax import checkpointing
+from mirnet_jax import inference
+from mirnet_jax import nonfinite
 from mirnet_jax import tasks
 from mirnet_jax import train
+from mirnet_jax import train_state
 from tests import conftest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,11 +39,11 @@ def _config(shard_dir, steps):
 def _restore(workdir, config, step=None):
   """The TrainState saved in `workdir` at `step` (default: the latest), on the host."""
   manager = checkpointing.make_manager(workdir, 2, read_only=True)
-  task = tasks.Task(config, len(conftest.TRAIN_SPEAKERS))
-  tx, _ = train.make_optimizer(config)
-  mesh = train.make_mesh(jax.local_devices()[:1])
-  return jax.device_get(checkpointing.restore(manager, train.abstract_state(task, tx, mesh),
-                                              step=step))
+  task = tasks.create(config, len(conftest.TRAIN_SPEAKERS))
+  tx, _ = train_state.make_optimizer(config)
+  mesh = train_state.make_mesh(jax.local_devices()[:1])
+  abstract = train_state.abstract_state(task, tx, mesh)
+  return jax.device_get(checkpointing.restore(manager, abstract, step=step))
 
 
 def _assert_trees_equal(a, b):
@@ -49,52 +51,24 @@ def _assert_trees_equal(a, b):
     np.testing.assert_array_equal(x, y)
 
 
-def _poison_batches(monkeypatch, steps):
-  """Makes the training batches of `steps` (counted from 1 in this process) all-NaN
-  mixtures; validation batches are left alone."""
-  real_to_global, real_evaluate, drawn, evaluating = train.to_global, train.evaluate, [], []
-
-  def to_global(batch, sharding, keys):
-    if not evaluating:
-      drawn.append(1)
-      if len(drawn) in steps:
-        batch = dict(batch, mixture=np.full_like(batch["mixture"], np.nan))
-    return real_to_global(batch, sharding, keys)
-
-  def evaluate(*args, **kwargs):
-    evaluating.append(1)
-    try:
-      return real_evaluate(*args, **kwargs)
-    finally:
-      evaluating.pop()
-
-  monkeypatch.setattr(train, "to_global", to_global)
-  monkeypatch.setattr(train, "evaluate", evaluate)
+def _poison(steps):
+  """A train_and_evaluate `edit_batch` that makes the training batches of `steps` all-NaN
+  mixtures (validation batches never pass through it)."""
+  def edit_batch(step, batch):
+    if step in steps:
+      batch = dict(batch, mixture=np.full_like(batch["mixture"], np.nan))
+    return batch
+  return edit_batch
 
 
 def test_the_mesh_spans_every_device_and_leaves_sharding_to_xla():
   # Auto axes (the pjit model): with JAX's default Explicit axes, JAX 0.11 refuses the
   # permutation-min loss's gradient (an ambiguous scatter) on any device count.
-  mesh = train.make_mesh()
+  mesh = train_state.make_mesh()
   assert mesh.axis_names == ("data",)
   assert mesh.devices.size == jax.device_count()
   assert mesh.axis_types == (jax.sharding.AxisType.Auto,)
-  assert train.make_mesh(jax.local_devices()[:1]).devices.size == 1
-
-
-def test_step_flops_match_the_compiled_step_and_scale_with_the_batch():
-  config = tiny.get_config()
-  task = tasks.Task(config, len(conftest.TRAIN_SPEAKERS))
-  tx, schedule = train.make_optimizer(config)
-  mesh = train.make_mesh(jax.local_devices()[:1])
-  batch = task.abstract_batch(8, jax.sharding.NamedSharding(mesh, train.P("data")))
-  step = functools.partial(train.train_step, task=task, tx=tx, schedule=schedule)
-  cost = jax.jit(step).lower(train.abstract_state(task, tx, mesh), batch, {}).compile()
-  cost = cost.cost_analysis()
-  compiled = (cost[0] if isinstance(cost, list) else cost)["flops"]
-  eight = train.step_flops(task, tx, schedule, 8)
-  assert eight == pytest.approx(compiled, rel=0.1)
-  assert eight == pytest.approx(2 * train.step_flops(task, tx, schedule, 4), rel=0.05)
+  assert train_state.make_mesh(jax.local_devices()[:1]).devices.size == 1
 
 
 def test_tiny_run_trains_checkpoints_and_resumes(shard_dir, tmp_path, monkeypatch):
@@ -164,28 +138,19 @@ def test_batch_not_divisible_by_devices_is_a_config_error(shard_dir):
   train._check(config, eight_devices)
 
 
-def test_non_finite_loss_stops_the_run_naming_the_step(shard_dir, tmp_path, monkeypatch):
-  real_step = train.train_step
-
-  def poisoned(state, batch, frozen, **kwargs):
-    new_state, metrics = real_step(state, batch, frozen, **kwargs)
-    bad = jnp.where(state.step >= 3, jnp.nan, metrics["train/loss"])  # from step 4 on
-    return new_state, dict(metrics, **{"train/loss": bad})
-
-  monkeypatch.setattr(train, "train_step", poisoned)
-  with pytest.raises(train.NonFiniteError, match="between steps 3 and 4; last good "
+def test_non_finite_loss_stops_the_run_naming_the_step(shard_dir, tmp_path):
+  with pytest.raises(nonfinite.NonFiniteError, match="between steps 3 and 4; last good "
                      "checkpoint: step 3"):
-    train.train_and_evaluate(_config(shard_dir, 6), str(tmp_path))
+    train.train_and_evaluate(_config(shard_dir, 6), str(tmp_path),
+                             edit_batch=_poison(range(4, 7)))
 
 
-def test_skip_mode_skips_a_non_finite_step_leaving_the_state_as_it_was(shard_dir, tmp_path,
-                                                                       monkeypatch):
+def test_skip_mode_skips_a_non_finite_step_leaving_the_state_as_it_was(shard_dir, tmp_path):
   config = _config(shard_dir, 5)
   config.optim.nonfinite = "skip"
   config.log_every, config.eval_every, config.keep_checkpoints = 1, 1, 3
-  _poison_batches(monkeypatch, steps={4})
   workdir = str(tmp_path / "run")
-  train.train_and_evaluate(config, workdir)
+  train.train_and_evaluate(config, workdir, edit_batch=_poison({4}))
 
   rows = {(r["step"], "val/loss" in r): r for r in _metrics(workdir)}
   assert [rows[s, False]["train/skipped_steps"] for s in range(1, 6)] == [0, 0, 0, 1, 0]
@@ -201,18 +166,18 @@ def test_skip_mode_skips_a_non_finite_step_leaving_the_state_as_it_was(shard_dir
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(after.params))
   assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(after.params),
                                                       jax.tree.leaves(skipped.params)))
-  _, schedule = train.make_optimizer(config)
+  _, schedule = train_state.make_optimizer(config)
   assert rows[5, False]["train/learning_rate"] == pytest.approx(float(schedule(3)))
 
 
-def test_skip_mode_stops_after_too_many_consecutive_skips(shard_dir, tmp_path, monkeypatch):
+def test_skip_mode_stops_after_too_many_consecutive_skips(shard_dir, tmp_path):
   config = _config(shard_dir, 8)
   config.optim.nonfinite, config.optim.max_consecutive_skips = "skip", 2
-  _poison_batches(monkeypatch, steps=set(range(2, 9)))  # log every 2, checkpoint every 3
-  with pytest.raises(train.NonFiniteError, match=r"3 consecutive steps \(2 to 4\) had a "
+  # Log every 2, checkpoint every 3.
+  with pytest.raises(nonfinite.NonFiniteError, match=r"3 consecutive steps \(2 to 4\) had a "
                      r"non-finite loss or gradient and were skipped .*last good checkpoint: "
                      r"step 3"):
-    train.train_and_evaluate(config, str(tmp_path))
+    train.train_and_evaluate(config, str(tmp_path), edit_batch=_poison(range(2, 9)))
   # Checkpoint 3 (steps 2 and 3 skipped) holds step 1's finite parameters.
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(_restore(str(tmp_path), config)))
 
@@ -223,14 +188,14 @@ def test_the_non_finite_check_passes_skipped_steps_but_not_parameters():
   skip = dict(nan, **{"train/skipped_steps": 1.0})
   applied = dict(ok, **{"train/skipped_steps": 0.0})
   # "skip" mode: a skipped step's NaN loss is no error; consecutive skips carry over.
-  assert train._nonfinite([applied, skip, skip], 6, 0, 2, True) == (None, 2)
-  problem, skips = train._nonfinite([skip, applied], 8, 2, 2, True)
+  assert nonfinite.problem([applied, skip, skip], 6, 0, 2, True) == (None, 2)
+  problem, skips = nonfinite.problem([skip, applied], 8, 2, 2, True)
   assert (problem, skips) == ("3 consecutive steps (5 to 7) had a non-finite loss or gradient "
                               "and were skipped (more than optim.max_consecutive_skips=2)", 3)
   # Non-finite parameters are caught whatever the steps say; so is a NaN step in "stop" mode.
-  assert train._nonfinite([skip], 4, 0, 2, False)[0] == (
+  assert nonfinite.problem([skip], 4, 0, 2, False)[0] == (
       "non-finite parameters or BatchNorm statistics at step 4")
-  assert train._nonfinite([ok, nan], 4, 0, 2, True)[0] == (
+  assert nonfinite.problem([ok, nan], 4, 0, 2, True)[0] == (
       "non-finite loss or gradient between steps 3 and 4")
 
 
@@ -261,24 +226,18 @@ def test_sigterm_saves_the_current_step_and_the_same_command_resumes(shard_dir, 
   assert steps[-2:] == [saved[0] + 1, saved[0] + 2]
 
 
-def test_a_crash_resumes_to_bit_identical_parameters_and_metrics(shard_dir, tmp_path,
-                                                                  monkeypatch):
+def test_a_crash_resumes_to_bit_identical_parameters_and_metrics(shard_dir, tmp_path):
   config = _config(shard_dir, 8)
   config.eval_every, config.log_every = 4, 2
   train.train_and_evaluate(config, str(tmp_path / "whole"))
 
-  real_to_global, calls = train.to_global, []
-
-  def crash_at_step_7(batch, sharding, keys):
-    calls.append(1)
-    if len(calls) == 7:
+  def crash_at_step_5(step, batch):
+    if step == 5:
       raise KeyboardInterrupt("simulated crash")
-    return real_to_global(batch, sharding, keys)
+    return batch
 
-  monkeypatch.setattr(train, "to_global", crash_at_step_7)
   with pytest.raises(KeyboardInterrupt):
-    train.train_and_evaluate(config, str(tmp_path / "crashed"))
-  monkeypatch.setattr(train, "to_global", real_to_global)
+    train.train_and_evaluate(config, str(tmp_path / "crashed"), edit_batch=crash_at_step_5)
   train.train_and_evaluate(config, str(tmp_path / "crashed"))  # resumes from step 4
 
   whole = _restore(str(tmp_path / "whole"), config)
@@ -345,7 +304,7 @@ def test_a_sigkilled_run_rerun_reaches_bit_identical_parameters_and_metrics(shar
       os.listdir(whole_dir / "checkpoints"))
   best = max((r["val/accuracy"], r["step"]) for r in _metrics(str(whole_dir))
              if "val/accuracy" in r)[1]  # (a tie goes to the later step)
-  assert train.restore_inference(str(killed_dir))[2] == best
+  assert inference.restore(str(killed_dir)).step == best
 
 
 def test_resuming_drops_the_rows_logged_after_the_checkpoint_and_a_torn_one(tmp_path):
@@ -370,9 +329,9 @@ def test_a_checkpoint_cut_off_in_mid_write_is_never_restored(shard_dir, trained_
   # written under a temporary name that the commit would have renamed to `6`. Its files
   # are all there here, the hardest case: orbax goes by the name alone.
   os.rename(checkpoints / "6", checkpoints / "6.orbax-checkpoint-tmp")
-  assert train.restore_inference(workdir)[2] == 3  # embed's and evaluate's restore
+  assert inference.restore(workdir).step == 3  # embed's and evaluate's restore
   with pytest.raises(checkpointing.CheckpointError, match="no checkpoint at step 6"):
-    train.restore_inference(workdir, step=6)
+    inference.restore(workdir, step=6)
 
   # Resuming (to step 5, which never saves step 6 again) starts from step 3, logs steps 4
   # and 5 once, and deletes the leftover.
@@ -388,7 +347,7 @@ def test_a_config_value_of_the_wrong_type_fails_naming_the_key_before_any_work(t
   workdir = tmp_path / "run"
   for override, key in (("--config.optim.learning_rate=fast", "optim.learning_rate"),
                         ("--config.batch_size=1.5", "batch_size"),
-                        ("--config.model.resnet_widths=abc", "model.resnet_widths")):
+                        ("--config.model.resnet.widths=abc", "model.resnet.widths")):
     result = _main("--config=configs/tiny.py", f"--workdir={workdir}", override)
     assert result.returncode != 0, override
     assert f"--config.{key}=" in result.stderr
@@ -402,10 +361,10 @@ def test_a_checkpoint_of_another_model_is_refused_naming_the_fields(shard_dir, t
   train.train_and_evaluate(_config(shard_dir, 3), workdir)
   config = _config(shard_dir, 6)
   config.model.embedding_dim = 24
-  config.model.resnet_widths = (4, 8, 8, 16)
+  config.model.resnet.widths = (4, 8, 8, 16)
   with pytest.raises(checkpointing.CheckpointError, match="another model") as error:
     train.train_and_evaluate(config, workdir)
-  assert "model.resnet_widths: [4, 8, 8, 8] (checkpoint) vs [4, 8, 8, 16]" in str(error.value)
+  assert "model.resnet.widths: [4, 8, 8, 8] (checkpoint) vs [4, 8, 8, 16]" in str(error.value)
   assert "model.embedding_dim: 16 (checkpoint) vs 24 (config)" in str(error.value)
   assert "num_classes" not in str(error.value)
 

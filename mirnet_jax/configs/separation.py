@@ -17,7 +17,10 @@ import ml_collections
 from mirnet_jax.configs import common
 from mirnet_jax.configs import default
 
-SYSTEMS = ("vf_mirnet", "vf_enrolled", "upit")
+# uPIT is "the same BLSTM structure while doubling the dimension of the fully-connected
+# layer and output" (the output: one mask per speaker, tasks.UPIT).
+FC_SCALE = {"vf_mirnet": 1, "vf_enrolled": 1, "upit": 2}
+SYSTEMS = tuple(FC_SCALE)
 # The trained model each VoiceFilter is conditioned on, by size.
 CONDITIONERS = {"paper": {"vf_mirnet": "runs/librispeech/mirnet",
                           "vf_enrolled": "runs/librispeech/speaker"},
@@ -58,6 +61,5 @@ def get_config(arg: str = "vf_mirnet") -> ml_collections.ConfigDict:
     common.tiny_size(c)
     c.model.update(dict(conv_channels=4, conv_out_channels=1, dilations=(), lstm_dim=8,
                         fc_dim=8))
-  if system == "upit":  # "doubling the dimension of the fully-connected layer and output"
-    c.model.fc_dim *= 2
+  c.model.fc_dim *= FC_SCALE[system]
   return c

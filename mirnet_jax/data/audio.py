@@ -16,6 +16,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from mirnet_jax import errors
 from mirnet_jax import features
 
 BLOCK_SECONDS = 10.0  # of the file's audio read at a time by `stream`
@@ -28,7 +29,7 @@ _PLACEHOLDER_LENGTH = 0x7FFF0000
 _DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, EOFError)
 
 
-class AudioError(ValueError):
+class AudioError(errors.UserError):
   """An audio file that cannot be used: missing, unreadable, corrupt, truncated, empty or
   not finite."""
 

@@ -1,6 +1,7 @@
 """Corpus readers: a LibriSpeech-layout directory or TFDS `librispeech`.
 
-Both give the same interface: `subsets()`, `refs(subset)` (cheap references to the
+Both give the same interface (so does wsj0_2mix.Wsj0Mix2Dir; sources.open_corpus picks
+the reader of a `--source`): `subsets()`, `refs(subset)` (cheap references to the
 utterances, so preparation can hand them to worker processes) and `load(ref)` (the
 waveform, 16 kHz mono float32). `iter_utterances` walks refs and loads them, skipping
 unusable audio with a counted warning.
@@ -15,6 +16,7 @@ from typing import Iterator, Sequence
 from absl import logging
 import numpy as np
 
+from mirnet_jax import errors
 from mirnet_jax.data import audio
 
 TFDS_PREFIX = "tfds:"
@@ -23,7 +25,7 @@ LIBRISPEECH_TFDS_SPLITS = ("train_clean100", "train_clean360", "train_other500",
 _UTT_RE = re.compile(r"^(\d+)-(\d+)-(\d+)\.(flac|wav)$")
 
 
-class CorpusError(ValueError):
+class CorpusError(errors.UserError):
   """A corpus that cannot be read at all (missing path, no subsets, no TensorFlow)."""
 
 
@@ -144,16 +146,6 @@ class TfdsLibriSpeech:
     utt_id = utt_id.decode() if isinstance(utt_id, bytes) else str(utt_id)
     return Utterance(str(int(record["speaker_id"])), str(int(record["chapter_id"])),
                      utt_id, audio.to_mono_16k(speech, rate))
-
-
-def open_corpus(source: str):
-  """`tfds:<name>`, `wsj0-2mix:<dir>` or a LibriSpeech-layout directory."""
-  if source.startswith(TFDS_PREFIX):
-    return TfdsLibriSpeech(source[len(TFDS_PREFIX):] or "librispeech")
-  from mirnet_jax.data import wsj0_2mix  # pylint: disable=g-import-not-at-top (it imports us)
-  if source.startswith(wsj0_2mix.PREFIX):
-    return wsj0_2mix.Wsj0Mix2Dir(source[len(wsj0_2mix.PREFIX):])
-  return LibriSpeechDir(source)
 
 
 def load_or_skip(corpus, ref: Ref, skipped: Skipped) -> Utterance | None:

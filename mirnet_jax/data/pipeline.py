@@ -61,13 +61,10 @@ class MixtureMaker:
     self.seed = seed
     self.epoch_length = epoch_length
     # Utterances of each speaker (label), and the speakers that have any.
-    order = np.argsort(split.label, kind="stable")
-    labels, starts = np.unique(split.label[order], return_index=True)
-    self.speakers = labels
-    self.utterances_of = np.split(order, starts[1:])
-    if len(labels) < spec.num_speakers:
+    self.speakers, self.utterances_of = shards.utterances_by_speaker(split.label)
+    if len(self.speakers) < spec.num_speakers:
       raise ValueError(f"a mixture needs {spec.num_speakers} speakers; the split has "
-                       f"{len(labels)}")
+                       f"{len(self.speakers)}")
 
   def draw(self, global_index: int) -> dict:
     """The random choices of one example: speakers, utterances, offsets, gains."""

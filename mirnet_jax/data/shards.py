@@ -32,10 +32,12 @@ from etils import epath
 import grain
 import numpy as np
 
+from mirnet_jax import errors
 from mirnet_jax import features
 from mirnet_jax import storage
 from mirnet_jax.data import audio
 from mirnet_jax.data import corpora
+from mirnet_jax.data import sources
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -48,16 +50,8 @@ TARGET_RMS = 10 ** (-25 / 20)
 _WRITER_OPTIONS = "group_size:1,uncompressed"  # random access to single records
 
 
-class ShardError(ValueError):
+class ShardError(errors.UserError):
   """A shard directory that is missing, incomplete or of another configuration."""
-
-
-def atomic_write_bytes(path: str, data: bytes):
-  storage.write_bytes(path, data)
-
-
-def atomic_write_json(path: str, obj):
-  atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode())
 
 
 def encode(stored: np.ndarray) -> bytes:
@@ -94,31 +88,29 @@ def _write_shard(job: ShardJob) -> str:
   """Worker: loads, transforms and writes one shard plus its sidecar, atomically."""
   corpus = _CORPUS_CACHE.get(job.source)
   if corpus is None:
-    corpus = _CORPUS_CACHE[job.source] = corpora.open_corpus(job.source)
+    corpus = _CORPUS_CACHE[job.source] = sources.open_corpus(job.source)
   skipped = corpora.Skipped()
   records = []
-  tmp = f"{job.path}.tmp-{os.getpid()}"
-  writer = array_record_module.ArrayRecordWriter(tmp, _WRITER_OPTIONS)
-  try:
-    for ref in job.refs:
-      utt = corpora.load_or_skip(corpus, ref, skipped)
-      if utt is None:
-        continue
-      try:
-        stored, scale = utterance_to_stored(utt.waveform)
-      except audio.AudioError as e:
-        skipped.add(ref.locator, str(e))
-        continue
-      writer.write(encode(stored))
-      records.append(dict(speaker=utt.speaker, chapter=utt.chapter,
-                          utterance=utt.utterance, frames=int(stored.shape[0]),
-                          samples=int(utt.waveform.shape[0]), scale=scale))
-  finally:
-    writer.close()
-  os.replace(tmp, job.path)
+  with storage.atomic_path(job.path) as tmp:
+    writer = array_record_module.ArrayRecordWriter(tmp, _WRITER_OPTIONS)
+    try:
+      for ref in job.refs:
+        utt = corpora.load_or_skip(corpus, ref, skipped)
+        if utt is None:
+          continue
+        try:
+          stored, scale = utterance_to_stored(utt.waveform)
+        except audio.AudioError as e:
+          skipped.add(ref.locator, str(e))
+          continue
+        writer.write(encode(stored))
+        records.append(dict(speaker=utt.speaker, chapter=utt.chapter,
+                            utterance=utt.utterance, frames=int(stored.shape[0]),
+                            samples=int(utt.waveform.shape[0]), scale=scale))
+    finally:
+      writer.close()
   # The sidecar is renamed last: its presence marks the shard complete.
-  atomic_write_json(job.path[:-len(".array_record")] + ".json",
-                    dict(records=records, skipped=skipped.items))
+  storage.write_json(_sidecar(job.path), dict(records=records, skipped=skipped.items))
   return job.path
 
 
@@ -169,7 +161,7 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
                      f"DIR {out_dir}` (launch/tpu_prepare.sh does both)")
   if os.path.exists(out_dir) and not os.path.isdir(out_dir):
     raise ShardError(f"the output is not a directory: {out_dir}")
-  corpus = corpora.open_corpus(source)
+  corpus = sources.open_corpus(source)
   available = corpus.subsets()
   groups = {"train": corpora.select_subsets(available, train_subsets),
             "test": corpora.select_subsets(available, test_subsets)}
@@ -199,7 +191,7 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
         raise ShardError(f"{out_dir} holds shards of another preparation (source, subsets, "
                          "files or features differ); choose a new --out")
   else:
-    atomic_write_json(plan_path, plan)
+    storage.write_json(plan_path, plan)
 
   jobs = {g: plan_shards(out_dir, source, g, rs, utterances_per_shard)
           for g, rs in refs.items()}
@@ -223,7 +215,7 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
                   shards={g: [os.path.basename(j.path) for j in js] for g, js in jobs.items()},
                   heldout=dict(fraction=heldout_fraction, min_per_speaker=min_heldout,
                                seed=seed))
-  atomic_write_json(os.path.join(out_dir, MANIFEST), manifest)
+  storage.write_json(os.path.join(out_dir, MANIFEST), manifest)
   return manifest
 
 
@@ -292,9 +284,8 @@ def _build_index(out_dir, jobs, seed, heldout_fraction, min_heldout) -> dict:
     samples = sum(r["samples"] for r in rows)
     counts[split] = dict(utterances=len(rows), speakers=len({r["speaker"] for r in rows}),
                          hours=round(samples / features.SAMPLE_RATE / 3600, 4))
-  tmp = os.path.join(out_dir, f"{INDEX}.tmp-{os.getpid()}.npz")
-  np.savez(tmp, **arrays)
-  os.replace(tmp, os.path.join(out_dir, INDEX))
+  with storage.atomic_path(os.path.join(out_dir, INDEX), suffix=".npz") as tmp:
+    np.savez(tmp, **arrays)  # with a name ending in .npz, savez adds no second one
   return dict(num_classes=len(classes), classes=classes, unseen_speakers=unseen_speakers,
               splits=counts, skipped=skipped, num_skipped=len(skipped))
 
@@ -320,6 +311,18 @@ class Split:
   def read(self, i: int) -> np.ndarray:
     """The stored STFT of utterance `i` of this split, float16 `[frames, 257, 2]`."""
     return decode(self.source[int(self.record[i])])
+
+
+def utterances_by_speaker(labels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+  """Groups utterance indices by speaker label (e.g. `Split.label`).
+
+  Returns (`speakers`: the distinct labels, ascending; `utterances_of`: per speaker, the
+  indices of its utterances, ascending). Random draws index into both (the mixing
+  pipeline, the verification trials), so this order is part of their determinism.
+  """
+  order = np.argsort(labels, kind="stable")
+  speakers, starts = np.unique(labels[order], return_index=True)
+  return speakers, np.split(order, starts[1:])
 
 
 def load_manifest(shard_dir: str) -> dict:
