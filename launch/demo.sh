@@ -6,8 +6,9 @@
 #   2. DIR/shards   precomputed spectrogram shards + manifest
 #   3. DIR/workdir  training of configs/demo.py (resumes from its last checkpoint)
 #   4. DIR/workdir/eval  the paper's verification protocol: EER table and plots
-#   5. DIR/{speaker,vf_mirnet,vf_enrolled,upit}  the enrolled baseline's speaker model and
-#      the three separators of the paper's Table 2 (configs/<system>.py:demo)
+#   5. DIR/{speaker,vf_mirnet,vf_enrolled,upit}  the enrolled baseline's speaker model
+#      (configs/speaker.py:demo) and the three separators of the paper's Table 2
+#      (configs/separation.py:<system>,demo)
 #   6. DIR/eval     separation of unseen speakers: SDRi / SI-SDRi / PESQi table
 set -euo pipefail
 root="runs/demo"
@@ -15,7 +16,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --root) root="${2:?--root needs a directory}"; shift 2 ;;
     --root=*) root="${1#--root=}"; shift ;;
-    -h|--help) sed -n "2,13p" "$0"; exit 0 ;;
+    -h|--help) sed -n "2,12p" "$0"; exit 0 ;;
     *) echo "error: unknown argument '$1' (usage: bash launch/demo.sh [--root DIR])" >&2; exit 2 ;;
   esac
 done
@@ -63,13 +64,17 @@ fi
 # The speaker model first: the enrolled baseline is conditioned on it, as vf_mirnet is on
 # the MIRNet of stage 3.
 for system in speaker vf_mirnet vf_enrolled upit; do
-  echo "[5/6] training configs/$system.py:demo -> $root/$system"
+  case "$system" in
+    speaker) config="configs/speaker.py:demo" ;;
+    *) config="configs/separation.py:$system,demo" ;;
+  esac
+  echo "[5/6] training $config -> $root/$system"
   condition=()
   case "$system" in
     vf_mirnet) condition=(--config.condition.workdir="$root/workdir") ;;
     vf_enrolled) condition=(--config.condition.workdir="$root/speaker") ;;
   esac
-  python -m mirnet_jax.main --config="configs/$system.py:demo" --workdir="$root/$system" \
+  python -m mirnet_jax.main --config="$config" --workdir="$root/$system" \
     --config.data.shards="$root/shards" "${condition[@]}"
 done
 

@@ -5,6 +5,8 @@
 #   bash launch/tpu_train.sh --workdir gs://BUCKET/runs/mirnet
 #       --shards gs://BUCKET/librispeech_shards [--config configs/tpu.py]
 #       [--config.FIELD=VALUE ...] [--stop] [shared flags]
+# --config CONFIG        configs/NAME.py[:ARG] names the packaged mirnet_jax/configs/NAME.py
+#                        unless the workers have a file at that path (default configs/tpu.py)
 # --config.FIELD=VALUE   any config override, passed on (e.g. --config.num_train_steps=40000)
 # --stop                 send SIGTERM instead: training saves a checkpoint and exits
 # Rerunning the same command resumes from the last checkpoint in --workdir, also on a new

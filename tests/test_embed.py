@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mirnet_jax import embed
 from mirnet_jax import checkpointing
+from mirnet_jax import extraction
+from mirnet_jax import inference
 from tests import conftest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def extractor(trained_workdir):
-  return embed.Extractor(trained_workdir, batch_size=4)
+  return extraction.Extractor(inference.restore(trained_workdir), batch_size=4)
 
 
 def test_restores_the_best_checkpoint_and_embeds(extractor, trained_workdir):
@@ -51,7 +52,7 @@ def test_windows_are_aligned_before_averaging():
   windows = np.stack([speakers + 0.1 * rng.standard_normal((2, 8)) for _ in range(4)])
   windows[1] = windows[1][::-1]  # slots come out swapped in window 1
   windows[3] = windows[3][::-1]
-  np.testing.assert_allclose(embed.align_and_average(windows), speakers, atol=0.2)
+  np.testing.assert_allclose(extraction.align_and_average(windows), speakers, atol=0.2)
 
 
 def test_cli_writes_one_npy_per_file(trained_workdir, tmp_path):
@@ -71,4 +72,4 @@ def test_cli_writes_one_npy_per_file(trained_workdir, tmp_path):
 
 def test_workdir_without_checkpoint(tmp_path):
   with pytest.raises(checkpointing.CheckpointError, match="config.json"):
-    embed.Extractor(str(tmp_path))
+    inference.restore(str(tmp_path))

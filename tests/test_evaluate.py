@@ -51,9 +51,9 @@ def test_trial_mixtures_are_the_overlapped_span(trained_workdir):
   # "min" convention: a mixture ends with its shortest crop (no zero tail), capped at the
   # segment; the clean condition keeps the first source alone over the same span.
   import numpy as np
-  from mirnet_jax import embed, verification
+  from mirnet_jax import extraction, inference, verification
   from mirnet_jax.data import pipeline, shards
-  extractor = embed.Extractor(trained_workdir)
+  extractor = extraction.Extractor(inference.restore(trained_workdir))
   shard_dir = extractor.config.data.shards
   split = shards.open_split(shard_dir, "unseen", shards.load_manifest(shard_dir))
   segment = int(split.frames.max())  # longer than most utterances: spans are shorter

@@ -219,7 +219,7 @@ def test_install_copies_working_tree(bin_dir, tmp_path):
   subprocess.run(tar, check=True, cwd=tmp_path, timeout=60)
   with tarfile.open(archive) as f:
     names = {n.removeprefix("./") for n in f.getnames()}
-  assert {"setup.cfg", "constraints.txt", "configs/tpu.py", "mirnet_jax/main.py",
+  assert {"setup.cfg", "constraints.txt", "mirnet_jax/configs/tpu.py", "mirnet_jax/main.py",
           "launch/tpu_train.sh"} <= names
   assert not any(n.split("/")[0] in (".git", ".venv", "runs") or "__pycache__" in n
                  or ".egg-info" in n for n in names)

@@ -10,8 +10,9 @@ from mirnet_jax import tasks
 from mirnet_jax.models import mirnet
 from mirnet_jax.models import resnet
 
-TINY = dict(encoder_channels=(16, 16, 16, 16, 24, 12), attention_dim=8, attention_out_dim=20,
-            resnet_widths=(4, 8, 8, 8), resnet_blocks=(1, 1, 1, 1), embedding_dim=10)
+TINY = dict(encoder=dict(channels=(16, 16, 16, 16, 24, 12)),
+            attention=dict(dim=8, out_dim=20),
+            resnet=dict(widths=(4, 8, 8, 8), blocks=(1, 1, 1, 1)), embedding_dim=10)
 
 
 def _init_apply(module, *args, **kwargs):
@@ -66,7 +67,7 @@ def test_resnet_tap_shape_and_length_independence():
 @pytest.mark.parametrize("n", [2, 3])
 def test_mirnet_outputs(n):
   model = mirnet.MIRNet(num_classes=11, num_speakers=n, **dict(
-      TINY, encoder_channels=TINY["encoder_channels"][:-1] + (4 * n,)))
+      TINY, encoder=dict(channels=TINY["encoder"]["channels"][:-1] + (4 * n,))))
   mixture = jax.random.normal(jax.random.key(2), (3, 60, 257, 2)).astype(jnp.float16)
   variables, out = _init_apply(model, mixture, train=True)
   assert out["embeddings"].shape == (3, n, 10)
@@ -107,7 +108,7 @@ def expected_paper_parameters(num_classes: int) -> int:
 @pytest.mark.parametrize("num_classes", [251, 2338])
 def test_paper_size_parameter_count(num_classes):
   config = default.get_config()
-  model = tasks.build_model(config, num_classes)
+  model = tasks.create(config, num_classes).model
   shapes = jax.eval_shape(lambda: model.init(
       jax.random.key(0), jnp.zeros((1, 300, 257, 2), jnp.float16)))
   count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))

@@ -34,8 +34,9 @@ import pytest
 
 from mirnet_jax.configs import tiny
 from mirnet_jax import checkpointing
-from mirnet_jax import embed
 from mirnet_jax import evaluate
+from mirnet_jax import extraction
+from mirnet_jax import inference
 from mirnet_jax import metric_writers
 from mirnet_jax import storage
 from mirnet_jax import train
@@ -217,7 +218,7 @@ def test_a_tiny_run_trains_resumes_and_evaluates_in_a_bucket(shard_dir, fake_gcs
   assert [r["step"] for r in rows if "train/loss" in r] == [2, 4, 6, 8]
   assert sorted(int(s) for s in os.listdir(os.path.join(run, "checkpoints")))[-2:] == [6, 8]
 
-  extractor = embed.Extractor(workdir)
+  extractor = extraction.Extractor(inference.restore(workdir))
   mixture = conftest.synth_voice(101, 0, 2.0) + conftest.synth_voice(201, 1, 2.0)
   assert extractor.embed_waveform(mixture).shape == (2, 16)
 

@@ -12,11 +12,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mirnet_jax.configs import separation as separation_configs
+import mirnet_jax
+from mirnet_jax import errors
+from mirnet_jax import inference
 from mirnet_jax import losses
-from mirnet_jax import separate
 from mirnet_jax import separation_metrics as metrics
+from mirnet_jax import separator as separator_lib
 from mirnet_jax import train
+from mirnet_jax.configs import separation as separation_configs
+from mirnet_jax.configs import speaker as speaker_configs
 from mirnet_jax.data import pipeline
 from mirnet_jax.data import shards
 from mirnet_jax.data import wsj0_2mix
@@ -194,9 +198,9 @@ def systems(shard_dir, trained_workdir, tmp_path_factory):
   for name, conditioner in (("speaker", None), ("upit", None),
                             ("vf_mirnet", trained_workdir), ("vf_enrolled", "speaker")):
     if name == "speaker":
-      config = separation_configs.speaker_model("tiny")
+      config = speaker_configs.get_config("tiny")
     else:
-      config = separation_configs.separator(name, "tiny")
+      config = separation_configs.get_config(f"{name},tiny")
       config.condition.workdir = workdirs.get(conditioner, conditioner) or ""
     config.data.shards = shard_dir
     workdirs[name] = str(root / name)
@@ -218,7 +222,7 @@ def test_every_system_trains_and_validates(systems):
 
 def test_a_separator_without_its_conditioner_is_a_clear_error(shard_dir, tmp_path):
   from mirnet_jax import checkpointing
-  config = separation_configs.separator("vf_mirnet", "tiny")
+  config = separation_configs.get_config("vf_mirnet,tiny")
   config.data.shards = shard_dir
   config.condition.workdir = str(tmp_path / "nothing")
   with pytest.raises(checkpointing.CheckpointError, match="train the mirnet model first"):
@@ -226,11 +230,12 @@ def test_a_separator_without_its_conditioner_is_a_clear_error(shard_dir, tmp_pat
 
 
 def test_long_input_separates_in_chunks_with_consistent_slots(systems):
-  separator = separate.Separator(systems["upit"], chunk_seconds=1.0, overlap_seconds=0.25)
+  separator = separator_lib.Separator(inference.restore(systems["upit"]), chunk_seconds=1.0,
+                                      overlap_seconds=0.25)
   a, b = conftest.synth_voice(201, 0, 3.3), conftest.synth_voice(203, 1, 3.3)
   out, embeddings = separator.separate(a + b)
   assert out.shape == (2, a.size) and embeddings is None and np.all(np.isfinite(out))
-  with pytest.raises(separate.SeparationError, match="silent"):
+  with pytest.raises(separator_lib.SeparationError, match="silent"):
     separator.separate(np.zeros(16000, np.float32))
 
 
@@ -280,3 +285,64 @@ def test_evaluate_separation_reports_every_system(systems, shard_dir):
       assert np.isfinite(r[key]), (name, key)
   table = evaluate_separation.markdown_table(results, "test")
   assert table.count("\n| ") == 4  # header + 3 systems
+
+
+def _trees_equal(a, b) -> bool:
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b),
+                                                 strict=True))
+
+
+@pytest.mark.slow
+def test_a_separator_keeps_its_conditioner_when_that_model_trains_on(shard_dir,
+                                                                     trained_workdir,
+                                                                     tmp_path):
+  import shutil
+  from mirnet_jax.configs import tiny
+  mirnet_dir = str(tmp_path / "mirnet")
+  shutil.copytree(trained_workdir, mirnet_dir)
+  config = separation_configs.get_config("vf_mirnet,tiny")
+  config.data.shards, config.condition.workdir = shard_dir, mirnet_dir
+  config.num_train_steps = 3
+  separator_dir = str(tmp_path / "vf_mirnet")
+  train.train_and_evaluate(config, separator_dir)
+  pinned = inference.restore(mirnet_dir)
+  before = inference.restore(separator_dir)
+  assert _trees_equal(before.frozen, pinned.variables)
+  saved = json.loads(open(os.path.join(separator_dir, "config.json")).read())["conditioner"]
+  assert (saved["step"], saved["config"]["task"]) == (pinned.step, "mirnet")
+  mix = conftest.synth_voice(201, 0, 2.0) + conftest.synth_voice(202, 1, 2.0)
+  separated = mirnet_jax.load(separator_dir).separate(mix, 16000)
+
+  # The MIRNet trains on (its best checkpoint and its parameters change); then the
+  # separator resumes in its workdir, conditioned on what it was trained with.
+  more = tiny.get_config()
+  more.data.shards, more.num_train_steps = shard_dir, 12
+  train.train_and_evaluate(more, mirnet_dir)
+  assert not _trees_equal(inference.restore(mirnet_dir).variables, pinned.variables)
+  config.num_train_steps = 6
+  train.train_and_evaluate(config, separator_dir)
+  after = inference.restore(separator_dir)
+  assert after.step == 6 and _trees_equal(after.frozen, pinned.variables)
+  assert np.array_equal(mirnet_jax.load(separator_dir, step=3).separate(mix, 16000),
+                        separated)
+
+
+def test_the_python_api_separates_at_any_rate_and_exports(systems, tmp_path):
+  import librosa
+  mix = conftest.synth_voice(201, 0, 2.0) + conftest.synth_voice(202, 1, 2.0)
+  stereo_8k = np.stack([librosa.resample(mix, orig_sr=16000, target_sr=8000)] * 2, axis=1)
+  for name in ("upit", "vf_mirnet"):
+    model = mirnet_jax.load(systems[name])
+    out = model.separate(stereo_8k, 8000)
+    assert out.shape == (2, mix.size) and np.all(np.isfinite(out)), name
+    exported = mirnet_jax.export(systems[name], str(tmp_path / name))
+    again = mirnet_jax.load(exported)
+    assert again.step == model.step
+    np.testing.assert_array_equal(again.separate(stereo_8k, 8000), out)
+  # vf_mirnet's embeddings are those of its pinned MIRNet; uPIT has none.
+  assert mirnet_jax.load(systems["vf_mirnet"]).embed(mix, 16000).shape == (2, 16)
+  with pytest.raises(errors.UserError, match="no speaker embeddings"):
+    mirnet_jax.load(systems["upit"]).embed(mix, 16000)
+  enrolled = mirnet_jax.load(systems["vf_enrolled"])
+  enroll = [conftest.synth_voice(201 + k, 3, 2.0) for k in range(2)]
+  assert enrolled.separate(mix, 16000, enroll=enroll).shape == (2, mix.size)

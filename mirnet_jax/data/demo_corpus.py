@@ -36,7 +36,7 @@ FIRST_SPEAKER_ID = 100
 TRAIN, TEST = "train", "test"
 SPEAKERS_FILE = "SPEAKERS.TXT"
 # Many voices with few utterances each: the number of voices, more than of utterances,
-# decides how well a model separates unseen ones (README, "Results on the demo corpus").
+# decides how well a model separates unseen ones (docs/results.md).
 DEFAULT_TRAIN_SPEAKERS, DEFAULT_TEST_SPEAKERS, DEFAULT_UTTERANCES_PER_SPEAKER = 400, 40, 8
 
 # Coarse grids keep two speakers audibly apart even with the same accent and variant, and
