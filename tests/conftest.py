@@ -6,11 +6,34 @@ tests of the espeak-ng demo corpus itself are in test_demo_corpus.py.
 
 import os
 
-import numpy as np
-import pytest
-import soundfile as sf
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# One persistent XLA compilation cache for the suite and every command it runs in a
+# subprocess (they inherit the environment): the same tiny models are compiled by dozens
+# of processes. Set before anything imports JAX; every compilation is cached (the
+# defaults skip those under a second, which is all of them here).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(REPO, ".pytest_cache", "jax_compilation_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-from mirnet_jax.data import shards
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+import soundfile as sf  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from mirnet_jax.data import shards  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# End-to-end tests (training runs, commands in subprocesses) are marked `slow`, so that
+# `pytest -m "not slow"` is a quick loop of the unit tests.
+END_TO_END_MODULES = {"test_api", "test_benchmark", "test_cli_inputs", "test_embed",
+                      "test_evaluate", "test_multihost", "test_notebook", "test_train"}
+END_TO_END_FIXTURES = {"trained_workdir", "systems"}
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if (item.module.__name__.rsplit(".", 1)[-1] in END_TO_END_MODULES
+        or END_TO_END_FIXTURES & set(item.fixturenames)):
+      item.add_marker(pytest.mark.slow)
 
 TRAIN_SPEAKERS = (101, 102, 103, 104, 105)
 TEST_SPEAKERS = (201, 202, 203, 204)
