@@ -1,7 +1,6 @@
 """The package as a library: every module imports into one process, configs are packaged,
 and no module but the task registry compares task names."""
 
-import importlib
 import os
 import pkgutil
 import re
