@@ -205,53 +205,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   guard = nonfinite.Guard(config.optim.max_consecutive_skips, last_good)
   pending, last = [], {}
   tick, tick_step = time.time(), start
-  # Several processes: JAX's preemption service (started by jax.distributed.initialize)
-  # owns SIGTERM and makes every process stop at the same step (reached_preemption); a
-  # handler of our own would replace it and let each process stop alone (a deadlock).
-  with _SigtermFlag(enabled=jax.process_count() == 1) as sigterm:
-    for step in range(start + 1, config.num_train_steps + 1):
-      batch = next(train_iter)
-      if edit_batch is not None:
-        batch = edit_batch(step, batch)
-      state, metrics = step_fn(state, to_global(batch, batch_sharding, task.input_keys))
-      pending.append(metrics)
-      if step % config.log_every == 0 or step == config.num_train_steps:
-        # Read back only here: reading every step would stall the device.
-        summed = jax.device_get(pending)
-        guard.check(summed, step, state)
-        # Skipped steps ("skip" mode) have NaN metrics by design: averages leave them out.
-        done = [m for m in summed if not m.get("train/skipped_steps")]
-        last = {k: float(np.mean([m[k] for m in done])) for k in done[0]} if done else {}
-        if "train/skipped_steps" in summed[0]:  # a count, not a mean
-          last["train/skipped_steps"] = float(sum(m["train/skipped_steps"] for m in summed))
-        rate = (step - tick_step) / max(time.time() - tick, 1e-9)
-        last["train/steps_per_s"] = rate
-        last["train/examples_per_s"] = rate * config.batch_size
-        writer.write(step, last)
-        logging.info("progress: step %d/%d (%.0f%%), eta %.0f s", step,
-                     config.num_train_steps, 100 * step / config.num_train_steps,
-                     (config.num_train_steps - step) / max(rate, 1e-9))
-        pending, tick, tick_step = [], time.time(), step
-      saved = step % config.eval_every == 0 or step == config.num_train_steps
-      if saved:
-        # A checkpoint never holds what the next log point would reject.
-        guard.peek(jax.device_get(pending), step, state)
-        val = evaluate(state, eval_fn, task, batch_sharding, manifest)
-        writer.write(step, val)
-        last.update(val)
-        checkpointing.save(manager, step, state, train_iter,
-                           metrics={k: float(v) for k, v in val.items()})
-        tick, tick_step = time.time(), step  # throughput excludes validation
-      if sigterm.received or manager.reached_preemption(step):
-        # Preempted (SIGTERM here, or JAX's multi-host preemption sync point): save this
-        # step with the data iterator's position and stop; the same command resumes.
-        if not saved:
+  # An exception out of the loop (a test's simulated crash, a KeyboardInterrupt in a
+  # notebook) still lets the checkpoint being written finish: a process that goes on must
+  # not leave orbax writing into a step that its next run would clean up.
+  try:
+    # Several processes: JAX's preemption service (started by jax.distributed.initialize)
+    # owns SIGTERM and makes every process stop at the same step (reached_preemption); a
+    # handler of our own would replace it and let each process stop alone (a deadlock).
+    with _SigtermFlag(enabled=jax.process_count() == 1) as sigterm:
+      for step in range(start + 1, config.num_train_steps + 1):
+        batch = next(train_iter)
+        if edit_batch is not None:
+          batch = edit_batch(step, batch)
+        state, metrics = step_fn(state, to_global(batch, batch_sharding, task.input_keys))
+        pending.append(metrics)
+        if step % config.log_every == 0 or step == config.num_train_steps:
+          # Read back only here: reading every step would stall the device.
+          summed = jax.device_get(pending)
+          guard.check(summed, step, state)
+          # Skipped steps ("skip" mode) have NaN metrics by design: averages leave them out.
+          done = [m for m in summed if not m.get("train/skipped_steps")]
+          last = {k: float(np.mean([m[k] for m in done])) for k in done[0]} if done else {}
+          if "train/skipped_steps" in summed[0]:  # a count, not a mean
+            last["train/skipped_steps"] = float(sum(m["train/skipped_steps"] for m in summed))
+          rate = (step - tick_step) / max(time.time() - tick, 1e-9)
+          last["train/steps_per_s"] = rate
+          last["train/examples_per_s"] = rate * config.batch_size
+          writer.write(step, last)
+          logging.info("progress: step %d/%d (%.0f%%), eta %.0f s", step,
+                       config.num_train_steps, 100 * step / config.num_train_steps,
+                       (config.num_train_steps - step) / max(rate, 1e-9))
+          pending, tick, tick_step = [], time.time(), step
+        saved = step % config.eval_every == 0 or step == config.num_train_steps
+        if saved:
+          # A checkpoint never holds what the next log point would reject.
           guard.peek(jax.device_get(pending), step, state)
-          checkpointing.save(manager, step, state, train_iter)
-        logging.info("preempted: saved step %d; rerun the same command to resume", step)
-        break
-  manager.wait_until_finished()
-  writer.close()
+          val = evaluate(state, eval_fn, task, batch_sharding, manifest)
+          writer.write(step, val)
+          last.update(val)
+          checkpointing.save(manager, step, state, train_iter,
+                             metrics={k: float(v) for k, v in val.items()})
+          tick, tick_step = time.time(), step  # throughput excludes validation
+        if sigterm.received or manager.reached_preemption(step):
+          # Preempted (SIGTERM here, or JAX's multi-host preemption sync point): save this
+          # step with the data iterator's position and stop; the same command resumes.
+          if not saved:
+            guard.peek(jax.device_get(pending), step, state)
+            checkpointing.save(manager, step, state, train_iter)
+          logging.info("preempted: saved step %d; rerun the same command to resume", step)
+          break
+  finally:
+    manager.wait_until_finished()
+    writer.close()
   return last
 
 
