@@ -17,7 +17,6 @@ from another mixture of the set. Metrics: separation_metrics.py (SDRi: BSS-eval 
 SI-SDRi; PESQi: wide-band PESQ), averaged over every source of every mixture.
 """
 
-import json
 import os
 import time
 
@@ -144,8 +143,7 @@ def markdown_table(results: dict, test_set: str) -> str:
 def write_results(root: str, results: dict, table: str):
   out_dir = os.path.join(root, "eval")
   storage.makedirs(out_dir)
-  storage.write_text(os.path.join(out_dir, RESULTS),
-                     json.dumps(results, indent=1, sort_keys=True))
+  storage.write_json(os.path.join(out_dir, RESULTS), results)
   storage.write_text(os.path.join(out_dir, "separation.md"), table + "\n")
 
 

@@ -14,7 +14,6 @@ statistics and the pinned conditioner, without optimizer state). `restore`, the 
 """
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -29,6 +28,7 @@ from mirnet_jax import errors
 from mirnet_jax import storage
 from mirnet_jax import tasks
 from mirnet_jax import train_state
+from mirnet_jax.data import shards
 
 VARIABLES = "variables"  # an exported directory's parameters and statistics
 
@@ -136,12 +136,11 @@ def export(path: str, out: str, step: int | None = None) -> str:
   run = checkpointing.load_run(path)
   trained_on = dict(shards=storage.absolute(run.config.data.shards))
   try:
-    manifest = json.loads((epath.Path(run.config.data.shards) / "manifest.json").read_text())
+    manifest = shards.load_manifest(run.config.data.shards)
     trained_on.update(source=manifest.get("source"), num_classes=manifest["num_classes"],
                       features=manifest.get("features"))
-  except (OSError, KeyError, ValueError):
-    logging.warning("%s: no readable manifest.json; export records its path only",
-                    run.config.data.shards)
+  except shards.ShardError as e:
+    logging.warning("%s; the export records the shards' path only", e)
   run.exported = dict(from_workdir=storage.absolute(path), step=model.step,
                       trained_on=trained_on)
   # The variables are written first and config.json last: a directory with a config.json
