@@ -44,13 +44,18 @@ fi
 echo "[3/6] training configs/demo.py -> $root/workdir"
 python -m mirnet_jax.main --config=configs/demo.py --workdir="$root/workdir" \
   --config.data.shards="$root/shards"
-python - "$root/workdir/metrics.jsonl" <<'PY'
-import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-val = [(r["step"], r["val/accuracy"]) for r in rows if "val/accuracy" in r]
-print("validation PIT accuracy by step (demo corpus): " +
-      ", ".join(f"{s}: {100 * a:.1f}%" for s, a in val))
+# The validation curve of a workdir: curve WORKDIR METRIC LABEL
+curve() {
+  python - "$1" "$2" "$3" <<'PY'
+import sys
+from mirnet_jax import metric_writers
+workdir, metric, label = sys.argv[1:]
+val = [(r["step"], r[metric]) for r in metric_writers.read_rows(workdir) if metric in r]
+fmt = (lambda a: f"{100 * a:.1f}%") if metric.endswith("accuracy") else (lambda a: f"{a:.2f}")
+print(f"{label} by step (demo corpus): " + ", ".join(f"{s}: {fmt(a)}" for s, a in val))
 PY
+}
+curve "$root/workdir" val/accuracy "validation PIT accuracy"
 
 results="$root/workdir/eval/results.json"
 if [ -f "$results" ] && [ "$results" -nt "$root/workdir/checkpoints" ]; then
@@ -76,6 +81,10 @@ for system in speaker vf_mirnet vf_enrolled upit; do
   esac
   python -m mirnet_jax.main --config="$config" --workdir="$root/$system" \
     --config.data.shards="$root/shards" "${condition[@]}"
+  case "$system" in
+    speaker) curve "$root/$system" val/accuracy "$system: validation accuracy" ;;
+    *) curve "$root/$system" val/snri "$system: validation SNRi (dB)" ;;
+  esac
 done
 
 separation="$root/eval/separation.json"

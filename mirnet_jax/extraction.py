@@ -99,61 +99,15 @@ class Extractor:
     scale = shards.TARGET_RMS * np.sqrt(self.num_speakers) / rms
     frames = features.num_frames(samples)
     starts = self.window_starts(frames)
-    reader = _SampleReader(open_blocks())
+    take = audio.SampleReader(open_blocks()).take
     mean = AlignedMean()
     for first in range(0, len(starts), self.batch_size):
       batch = starts[first:first + self.batch_size]
-      stored = _stored_frames(reader, batch[0], batch[-1] + self.window, frames, scale)
+      stored = features.stored_frames(take, batch[0], batch[-1] + self.window, frames,
+                                      scale)
       windows = np.stack([stored[s - batch[0]:s - batch[0] + self.window] for s in batch])
       mean.add(self.embed_windows(windows)["embeddings"])
     return mean.value(), samples, len(starts)
-
-
-class _SampleReader:
-  """Sample ranges of a stream of blocks, read forwards: `take(start, stop)` returns samples
-  [start, stop), zeros outside the signal, and forgets the samples before `start`."""
-
-  def __init__(self, blocks):
-    self._blocks = iter(blocks)
-    self._buffer = np.zeros(0, np.float32)
-    self._offset = 0  # the sample index of _buffer[0]
-
-  def take(self, start: int, stop: int) -> np.ndarray:
-    pending = [self._buffer]
-    end = self._offset + len(self._buffer)
-    while end < stop:
-      block = next(self._blocks, None)
-      if block is None:
-        break
-      pending.append(block)
-      end += len(block)
-    keep = max(0, start - self._offset)
-    self._buffer = np.concatenate(pending)[keep:]
-    self._offset += keep
-    out = np.zeros(stop - start, np.float32)
-    lo = max(start, self._offset)
-    chunk = self._buffer[lo - self._offset:max(0, stop - self._offset)]
-    out[lo - start:lo - start + len(chunk)] = chunk
-    return out
-
-
-def _stored_frames(reader: _SampleReader, first: int, stop: int, frames: int,
-                   scale) -> np.ndarray:
-  """Frames [first, stop) of the stored STFT of `scale` times the stream, as
-  `features.stft` of the whole stream would give them; frames from `frames` (the stream's
-  length) on are zero, as the padding of a short input."""
-  out = np.zeros((stop - first, features.NUM_BINS, 2), features.STORAGE_DTYPE)
-  last = min(stop, frames)
-  if last <= first:
-    return out
-  # A centred frame t reads samples [t*hop - n_fft/2, t*hop + n_fft/2): transform from
-  # `margin` frames earlier, whose own windows reach before the excerpt, and drop those.
-  hop, half = features.HOP_LENGTH, features.N_FFT // 2
-  margin = -(-half // hop)
-  excerpt = reader.take((first - margin) * hop, (last - 1) * hop + half)
-  spec = features.stft(excerpt * scale)[margin:margin + last - first]
-  out[:last - first] = features.to_storage(spec)
-  return out
 
 
 class AlignedMean:

@@ -5,6 +5,10 @@ bins. Shards store the *complex* STFT so that a mixture is formed exactly by lin
 STFT(a + g*b) = STFT(a) + g*STFT(b); the log-magnitude the model reads is taken after
 mixing (on the accelerator, see `log_magnitude`).
 
+`stored_frames` and `stored_stft` give the stored STFT of a waveform read forwards in
+pieces, bit-identical to that of the whole waveform, so a long file is transformed in
+bounded memory (embedding extraction, shard preparation).
+
 Storage is float16 real/imag pairs, `[frames, 257, 2]`: half the bytes (and input-pipeline
 memory traffic) of float32, an 11-bit mantissa (relative error <= 2**-11, ~0.004 dB in
 magnitude) far below anything the log-spectrum features resolve, and a range (max 65504)
@@ -53,6 +57,39 @@ def istft(spec: np.ndarray, length: int | None = None) -> np.ndarray:
   return librosa.istft(np.asarray(spec).T, n_fft=N_FFT, hop_length=HOP_LENGTH,
                        win_length=WIN_LENGTH, window=WINDOW, center=CENTER,
                        length=length)
+
+
+def stored_frames(take, first: int, stop: int, frames: int, scale) -> np.ndarray:
+  """Frames [first, stop) of `to_storage(stft(x * scale))` of a waveform `x` of `frames`
+  frames, bit-identical; frames from `frames` on are zero (the padding of a short input).
+
+  `take(start, stop)` returns the samples [start, stop) of `x`, zeros outside it (e.g.
+  `audio.SampleReader.take`); it is called once, for the samples these frames read.
+  """
+  out = np.zeros((stop - first, NUM_BINS, 2), STORAGE_DTYPE)
+  last = min(stop, frames)
+  if last <= first:
+    return out
+  # A centred frame t reads samples [t*hop - n_fft/2, t*hop + n_fft/2): transform from
+  # `margin` frames earlier, whose own windows reach before the excerpt, and drop those.
+  half = N_FFT // 2
+  margin = -(-half // HOP_LENGTH)
+  excerpt = take((first - margin) * HOP_LENGTH, (last - 1) * HOP_LENGTH + half)
+  spec = stft(excerpt * scale)[margin:margin + last - first]
+  out[:last - first] = to_storage(spec)
+  return out
+
+
+def stored_stft(take, samples: int, scale, block_frames: int) -> np.ndarray:
+  """`to_storage(stft(x * scale))` of a waveform `x` of `samples` samples, bit-identical,
+  transformed `block_frames` frames at a time (`take` as in `stored_frames`, called with
+  ranges in increasing order): beyond the result, memory is bounded by the block."""
+  frames = num_frames(samples)
+  out = np.empty((frames, NUM_BINS, 2), STORAGE_DTYPE)
+  for first in range(0, frames, block_frames):
+    stop = min(first + block_frames, frames)
+    out[first:stop] = stored_frames(take, first, stop, frames, scale)
+  return out
 
 
 def to_storage(spec: np.ndarray) -> np.ndarray:

@@ -41,10 +41,16 @@ def main(argv):
   distributed.initialize(f.distributed, f.coordinator_address, f.num_processes,
                          f.process_id, f.distributed_timeout)
   from mirnet_jax import train
+  from mirnet_jax import workdir_lock
   logging.info("process %d of %d, %d local / %d global devices (%s)", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(),
                jax.devices()[0].platform)
-  train.train_and_evaluate(f.config, f.workdir)
+  # One run per workdir, else two write the same metrics and delete each other's
+  # checkpoints. Process 0 holds the lock for all the processes of a multi-host run, where
+  # JAX's preemption service owns SIGTERM (see train.py).
+  with workdir_lock.hold(f.workdir, "training", enabled=jax.process_index() == 0,
+                         exit_on_sigterm=jax.process_count() == 1):
+    train.train_and_evaluate(f.config, f.workdir)
 
 
 if __name__ == "__main__":

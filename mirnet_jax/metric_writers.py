@@ -71,6 +71,18 @@ class MetricWriter:
       self._jsonl.close()
 
 
+def read_rows(workdir: str) -> list[dict]:
+  """The rows of `workdir/metrics.jsonl` (none if it does not exist), without a torn line."""
+  path = epath.Path(workdir) / "metrics.jsonl"
+  rows = []
+  for line in path.read_text().splitlines() if path.exists() else []:
+    try:
+      rows.append(json.loads(line))
+    except json.JSONDecodeError:
+      continue  # torn by a kill in mid-write
+  return rows
+
+
 def _drop_rows_after(path: str, step: int):
   """Rewrites the `metrics.jsonl` at `path` without its rows of steps after `step`, and
   without a line torn by a kill in mid-write."""

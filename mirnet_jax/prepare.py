@@ -8,7 +8,13 @@ prepared locally and copied there (`gcloud storage rsync --recursive /data/shard
 gs://BUCKET/shards`; launch/tpu_prepare.sh does both).
 
 Defaults fit both the demo corpus (subsets `train`, `test`) and real LibriSpeech
-(`train-*` for training; `dev-*`, `test-*` for unseen speakers).
+(`train-*` for training; `dev-*`, `test-*` for unseen speakers). Of each training speaker's
+utterances, `--seen_fraction` (at least `--min_seen`) go to the `seen` test split and
+`--validation_fraction` (at least `--min_validation`) to the `validation` split that
+selects checkpoints: disjoint, recorded in the manifest. `--train_subsets=` (empty)
+prepares an evaluation-only corpus of unseen speakers for `evaluate --shards`:
+
+  python -m mirnet_jax.prepare --source=DIR --out=OUT --train_subsets= --test_subsets=test-other
 
 Unusable audio files (corrupt, truncated, empty, silent, non-finite, not audio at all) are
 skipped with a warning each, counted and listed in the summary and in manifest.json; the
@@ -21,6 +27,8 @@ from absl import flags
 
 from mirnet_jax import cli
 from mirnet_jax import errors
+from mirnet_jax import storage
+from mirnet_jax import workdir_lock
 from mirnet_jax.data import shards
 
 FLAGS = flags.FLAGS
@@ -29,21 +37,29 @@ FLAGS = flags.FLAGS
 def define_flags():
   flags.DEFINE_string("source", None, "LibriSpeech-layout directory or tfds:librispeech.")
   flags.DEFINE_string("out", None, "Output shard directory (local).")
-  flags.DEFINE_list("train_subsets", ["train*"], "Glob patterns of training subsets.")
+  flags.DEFINE_list("train_subsets", ["train*"], "Glob patterns of training subsets "
+                    "(empty, `--train_subsets=`: an evaluation-only corpus, all unseen).")
   flags.DEFINE_list("test_subsets", ["dev*", "test*"], "Glob patterns of unseen subsets.")
-  flags.DEFINE_float("heldout_fraction", 0.1, "Held-out share of each training speaker.")
-  flags.DEFINE_integer("min_heldout", 2, "Minimum held-out utterances per speaker.")
+  seen, validation = shards.HELDOUT_DEFAULTS["seen"], shards.HELDOUT_DEFAULTS["validation"]
+  flags.DEFINE_float("seen_fraction", seen[0], "Share of each training speaker's "
+                     "utterances kept for the seen-speaker test trials.")
+  flags.DEFINE_integer("min_seen", seen[1], "Minimum seen-test utterances per speaker.")
+  flags.DEFINE_float("validation_fraction", validation[0], "Share of each training "
+                     "speaker's utterances kept for validation (checkpoint selection).")
+  flags.DEFINE_integer("min_validation", validation[1], "Minimum validation utterances "
+                       "per speaker.")
   flags.DEFINE_integer("seed", 0, "Seed of the held-out choice.")
   flags.DEFINE_integer("utterances_per_shard", 256, "Utterances per shard.")
   flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
 
 
 def summary(manifest: dict) -> str:
-  lines = [f"shards: {manifest['num_classes']} training classes"]
+  lines = [f"shards: {manifest['num_classes']} training classes" if manifest["num_classes"]
+           else "shards: evaluation only (no training subsets; every speaker unseen)"]
   for split, c in manifest["splits"].items():
-    lines.append(f"  {split:8s} {c['speakers']:5d} speakers {c['utterances']:7d} utterances "
+    lines.append(f"  {split:10s} {c['speakers']:5d} speakers {c['utterances']:7d} utterances "
                  f"{c['hours']:8.2f} h")
-  lines.append(f"  skipped  {manifest['num_skipped']} files")
+  lines.append(f"  skipped    {manifest['num_skipped']} files")
   lines += [f"    {s['locator']}: {s['reason']}" for s in manifest["skipped"][:20]]
   if manifest["num_skipped"] > 20:
     lines.append(f"    ... and {manifest['num_skipped'] - 20} more (see manifest.json)")
@@ -58,9 +74,15 @@ def main(argv):
   # CorpusError and ShardError (a missing or empty source, no usable file) are UserErrors:
   # cli.run prints them.
   try:
-    manifest = shards.prepare(FLAGS.source, FLAGS.out, FLAGS.train_subsets,
-                              FLAGS.test_subsets, FLAGS.heldout_fraction, FLAGS.min_heldout,
-                              FLAGS.seed, FLAGS.utterances_per_shard, FLAGS.workers)
+    heldout = {"seen": (FLAGS.seen_fraction, FLAGS.min_seen),
+               "validation": (FLAGS.validation_fraction, FLAGS.min_validation)}
+    # One preparation per --out (shards.prepare refuses a gs:// one: no warning that it
+    # would not be locked).
+    with workdir_lock.hold(FLAGS.out, "shard preparation",
+                           enabled=not storage.is_remote(FLAGS.out)):
+      manifest = shards.prepare(FLAGS.source, FLAGS.out, FLAGS.train_subsets,
+                                FLAGS.test_subsets, heldout, FLAGS.seed,
+                                FLAGS.utterances_per_shard, FLAGS.workers)
   except OSError as e:  # e.g. --out is a file, or not writable
     raise errors.UserError(f"{e.strerror or e}: {e.filename or FLAGS.out}") from e
   print(summary(manifest))

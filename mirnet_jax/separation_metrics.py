@@ -9,8 +9,11 @@
   least-squares gain; a few lines of numpy, written out here so its convention is explicit.
 * PESQ: ITU-T P.862.2 wide-band from the `pesq` package, at 16 kHz.
 Improvements are the estimate's score minus the unprocessed mixture's score against the
-same reference. Estimates are matched to references by the permutation with the best mean
-SI-SDR (the scoring convention of PIT papers), then scored per source.
+same reference. A system whose outputs have an identity (the enrolled baseline: output i
+is enrolled speaker i) is scored under that assignment, so extracting the wrong speaker
+counts as wrong; the others (uPIT, MIRNet's slots) are matched to references by the
+permutation with the best mean SI-SDR (the scoring convention of PIT papers). Intervals
+are percentile bootstraps over mixtures (both sources of a mixture resampled together).
 """
 
 import warnings
@@ -74,15 +77,17 @@ def baseline(mixture: np.ndarray, references: np.ndarray, with_pesq: bool = True
   return out
 
 
-def score(references: np.ndarray, estimates: np.ndarray, mixture_scores: dict) -> dict:
-  """Per-source scores of `estimates` `[N, L]` (matched to `references` by
-  `best_permutation`) and their improvements over `mixture_scores` (from `baseline`).
+def score(references: np.ndarray, estimates: np.ndarray, mixture_scores: dict,
+          assignment: tuple[int, ...] | None = None) -> dict:
+  """Per-source scores of `estimates` `[N, L]` and their improvements over
+  `mixture_scores` (from `baseline`). Estimate `assignment[i]` is scored against reference
+  i; without an assignment, the `best_permutation`.
 
   Returns dict of `[N]` arrays: sdr, si_sdr, sdri, si_sdri, and pesq, pesqi when the
   baseline has PESQ.
   """
   references = np.asarray(references, np.float64)
-  perm = best_permutation(estimates, references)
+  perm = assignment if assignment is not None else best_permutation(estimates, references)
   matched = np.asarray(estimates, np.float64)[list(perm)]
   out = {"sdr": sdr(matched, references),
          "si_sdr": np.array([si_sdr(e, r) for e, r in zip(matched, references)])}
@@ -91,3 +96,17 @@ def score(references: np.ndarray, estimates: np.ndarray, mixture_scores: dict) -
   for key in list(out):
     out[f"{key}i"] = out[key] - mixture_scores[key]
   return out
+
+
+def bootstrap_ci(per_mixture: np.ndarray, num_resamples: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+  """Percentile bootstrap interval of the mean of `per_mixture` values (NaNs, e.g. PESQ
+  without speech, left out), resampling mixtures."""
+  values = np.asarray(per_mixture, np.float64)
+  values = values[np.isfinite(values)]
+  if not len(values):
+    return float("nan"), float("nan")
+  rng = np.random.default_rng(seed)
+  means = values[rng.integers(len(values), size=(num_resamples, len(values)))].mean(axis=1)
+  tail = 100 * (1 - level) / 2
+  return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))

@@ -66,13 +66,19 @@ class Separator:
       return np.concatenate([self.extractor.embed_waveform(w) for w in enroll])
     return self.extractor.embed_waveform(waveform)
 
-  def separate(self, waveform: np.ndarray, enroll=None) -> tuple[np.ndarray, np.ndarray]:
-    """16 kHz mono `[L]` -> (`[N, L]` separated waveforms, `[N, E]` embeddings or None)."""
+  def separate(self, waveform: np.ndarray, enroll=None,
+               embeddings: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """16 kHz mono `[L]` -> (`[N, L]` separated waveforms, `[N, E]` embeddings or None).
+
+    `embeddings` (`[N, E]`, from `conditioning` of other audio) replace the conditioning
+    of this input: Table 2's control rows feed other speakers' embeddings this way.
+    """
     rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64)))) if len(waveform) else 0
     if rms < 1e-6:
       raise SeparationError("silent or empty input (RMS below -120 dBFS): nothing to separate")
     scale = shards.TARGET_RMS * np.sqrt(self.num_speakers) / rms
-    embeddings = self.conditioning(waveform, enroll)
+    if embeddings is None:
+      embeddings = self.conditioning(waveform, enroll)
     hop = features.HOP_LENGTH
     chunk, step = self.chunk * hop, (self.chunk - self.overlap) * hop
     fade = self.overlap * hop

@@ -104,12 +104,12 @@ def _check(config, mesh):
 
 def evaluate(state, eval_fn, task, batch_sharding, manifest) -> dict:
   """Validation metrics (loss, PIT accuracy or SNR improvement) on fixed mixtures of
-  held-out utterances of the training speakers."""
+  validation utterances of the training speakers."""
   config, spec = task.config, task.spec
   num = pipeline.examples_per_epoch(config.data.val_hours, spec)
   num = max(num - num % config.batch_size, config.batch_size)
   ds = pipeline.make_dataset(
-      config.data.shards, "heldout", spec, seed=config.seed + 1, epoch_length=num,
+      config.data.shards, "validation", spec, seed=config.seed + 1, epoch_length=num,
       local_batch=config.batch_size // jax.process_count(),
       process_index=jax.process_index(), process_count=jax.process_count(),
       num_examples=num, read_threads=config.data.read_threads, manifest=manifest)
@@ -174,9 +174,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = checkpointing.restore(manager, state, train_iter)
     logging.info("resumed from step %d", int(state.step))
   start = int(state.step)
-  if start >= config.num_train_steps:
-    logging.info("already trained to step %d (num_train_steps %d): nothing to do", start,
-                 config.num_train_steps)
+  # The validation metric so far, for early stopping (every process reads the same rows,
+  # so every process stops at the same step).
+  history = [r[task.best_metric] for r in metric_writers.read_rows(workdir)
+             if r["step"] <= start and task.best_metric in r]
+  patience = config.get("early_stopping_evals", 0)
+  if start >= config.num_train_steps or _stalled(history, patience):
+    logging.info("already trained to step %d (num_train_steps %d%s): nothing to do", start,
+                 config.num_train_steps, ", early-stopped" if start < config.num_train_steps
+                 else "")
     return {}
   if jax.process_index() == 0:
     checkpointing.save_config(workdir, run)
@@ -246,6 +252,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           checkpointing.save(manager, step, state, train_iter,
                              metrics={k: float(v) for k, v in val.items()})
           tick, tick_step = time.time(), step  # throughput excludes validation
+          history.append(float(val[task.best_metric]))
+          if _stalled(history, patience):
+            logging.info("early stop at step %d: the last %d validations did not beat "
+                         "%s %.4g", step, patience, task.best_metric,
+                         max(history[:-patience]))
+            break
         if sigterm.received or manager.reached_preemption(step):
           # Preempted (SIGTERM here, or JAX's multi-host preemption sync point): save this
           # step with the data iterator's position and stop; the same command resumes.
@@ -258,6 +270,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     manager.wait_until_finished()
     writer.close()
   return last
+
+
+def _stalled(history: list[float], patience: int) -> bool:
+  """Whether none of the last `patience` validation metrics (higher is better) beat the
+  best one before them (a tie is no improvement); never when `patience` is 0."""
+  return 0 < patience < len(history) and max(history[-patience:]) <= max(history[:-patience])
 
 
 class _SigtermFlag:

@@ -274,7 +274,7 @@ def test_prepare_skips_and_lists_a_bad_file(prepare_run, kind):
 def test_prepare_uses_other_rates_and_channels(prepare_run, kind):
   utterance = os.path.splitext(os.path.basename(prepare_run["paths"][kind]))[0]
   found = []
-  for split in ("train", "heldout"):
+  for split in ("train", "validation", "seen"):
     s = shards.open_split(str(prepare_run["out"]), split)
     found += [s.frames[i] for i in range(len(s)) if s.utterance[i] == utterance]
   assert found == [features.num_frames(3 * 16000)]
@@ -284,7 +284,7 @@ def test_prepare_with_skipped_files_succeeds_and_counts_them(prepare_run):
   result = prepare_run["result"]
   assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
   assert prepare_run["manifest"]["num_skipped"] == len(BAD_AUDIO)
-  assert f"skipped  {len(BAD_AUDIO)} files" in result.stdout
+  assert f"skipped    {len(BAD_AUDIO)} files" in result.stdout
   assert not _leftovers(prepare_run["out"])
 
 

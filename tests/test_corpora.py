@@ -1,5 +1,6 @@
 """Corpus readers: LibriSpeech-layout directories and TFDS librispeech (mocked)."""
 
+import os
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import soundfile as sf
 from mirnet_jax import errors
 from mirnet_jax.data import audio
 from mirnet_jax.data import corpora
+from mirnet_jax.data import shards
 from mirnet_jax.data import sources
 from mirnet_jax.data import wsj0_2mix
 from tests import conftest
@@ -131,3 +133,51 @@ def test_audio_loader_on_random_bytes_returns_audio_or_a_clear_error(data, heade
     return
   assert wave.dtype == np.float32 and wave.ndim == 1 and wave.size > 0
   assert np.all(np.isfinite(wave))
+
+
+def _linked_corpus(real: str, root) -> str:
+  """`real` (conftest.make_corpus) assembled from symbolic links under `root`: a linked
+  subset, linked speakers, linked chapters, linked files, a link cycle and two links to one
+  chapter."""
+  (root / "test").mkdir(parents=True)
+  os.symlink(os.path.join(real, "train"), root / "train")  # a subset
+  for s in conftest.TEST_SPEAKERS[:2]:  # speakers
+    os.symlink(os.path.join(real, "test", str(s)), root / "test" / str(s))
+  s = conftest.TEST_SPEAKERS[2]  # a chapter, linked twice: read once
+  (root / "test" / str(s)).mkdir()
+  os.symlink(os.path.join(real, "test", str(s), "7"), root / "test" / str(s) / "7")
+  os.symlink(os.path.join(real, "test", str(s), "7"), root / "test" / str(s) / "8")
+  s = conftest.TEST_SPEAKERS[3]  # files, and a link back up: a cycle
+  chapter = root / "test" / str(s) / "7"
+  chapter.mkdir(parents=True)
+  real_chapter = os.path.join(real, "test", str(s), "7")
+  for name in os.listdir(real_chapter):
+    os.symlink(os.path.join(real_chapter, name), chapter / name)
+  os.symlink(root / "test", chapter / "loop")
+  return str(root)
+
+
+def _ids(refs):
+  return [(r.subset, r.speaker, r.chapter, r.utterance, os.path.realpath(r.locator))
+          for r in refs]
+
+
+def test_a_corpus_assembled_from_symlinks_reads_as_the_real_one(corpus, tmp_path):
+  real = corpora.LibriSpeechDir(corpus["root"])
+  linked = corpora.LibriSpeechDir(_linked_corpus(corpus["root"], tmp_path))
+  assert linked.subsets() == real.subsets() == ["test", "train"]
+  for subset in real.subsets():
+    assert _ids(linked.refs(subset)) == _ids(real.refs(subset))
+  ref = linked.refs("test")[-1]
+  assert os.path.islink(ref.locator)
+  np.testing.assert_array_equal(linked.load(ref).waveform, real.load(ref).waveform)
+
+
+def test_prepare_on_a_corpus_of_symlinks_writes_the_same_shards(corpus, shard_dir, tmp_path):
+  out = tmp_path / "shards"
+  manifest = shards.prepare(_linked_corpus(corpus["root"], tmp_path / "linked"), str(out),
+                            utterances_per_shard=8, workers=1)
+  assert manifest["splits"] == shards.load_manifest(shard_dir)["splits"]
+  for name in os.listdir(shard_dir):
+    if name.endswith((".array_record", ".npz")):
+      assert (out / name).read_bytes() == open(os.path.join(shard_dir, name), "rb").read()

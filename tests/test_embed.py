@@ -9,6 +9,8 @@ import pytest
 import soundfile as sf
 
 from mirnet_jax import checkpointing
+from mirnet_jax import embed
+from mirnet_jax import errors
 from mirnet_jax import extraction
 from mirnet_jax import inference
 from tests import conftest
@@ -73,3 +75,42 @@ def test_cli_writes_one_npy_per_file(trained_workdir, tmp_path):
 def test_workdir_without_checkpoint(tmp_path):
   with pytest.raises(checkpointing.CheckpointError, match="config.json"):
     inference.restore(str(tmp_path))
+
+
+def test_cli_inputs_of_one_name_get_distinct_outputs(trained_workdir, extractor, tmp_path):
+  inputs = {"a/mix.wav": (101, 102), "b/mix.wav": (103, 104), "b/mix.flac": (105, 101)}
+  for name, (s1, s2) in inputs.items():
+    (tmp_path / name).parent.mkdir(exist_ok=True)
+    sf.write(str(tmp_path / name), conftest.synth_voice(s1, 0, 2.0)
+             + conftest.synth_voice(s2, 1, 2.0), 16000)
+  given = [str(tmp_path / n) for n in inputs] + [str(tmp_path / "b" / ".." / "a" / "mix.wav")]
+  result = subprocess.run(
+      [sys.executable, "-m", "mirnet_jax.embed", f"--workdir={trained_workdir}",
+       f"--out_dir={tmp_path / 'out'}", *given], cwd=REPO, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr
+  assert len(result.stdout.splitlines()) == 3  # the file named twice is embedded once
+  # Mirrored from the inputs' common folder; x.wav and x.flac of one folder keep the
+  # extension.
+  expected = {"a/mix.wav": "a/mix.npy", "b/mix.wav": "b/mix.wav.npy",
+              "b/mix.flac": "b/mix.flac.npy"}
+  assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob(
+      "*.npy")) == sorted(expected.values())
+  for name, out in expected.items():
+    np.testing.assert_allclose(np.load(tmp_path / "out" / out),
+                               extractor.embed_file(str(tmp_path / name))[0],
+                               rtol=1e-5, atol=1e-5)
+  assert not np.allclose(np.load(tmp_path / "out" / "b/mix.wav.npy"),
+                         np.load(tmp_path / "out" / "b/mix.flac.npy"))
+
+
+def test_outputs_beside_the_inputs_never_collide(tmp_path):
+  a, b = str(tmp_path / "a"), str(tmp_path / "b")
+  assert embed.output_paths([f"{a}/x.wav", f"{b}/x.wav", f"{a}/x.flac", f"{a}/y.wav"],
+                            None) == [(f"{a}/x.wav", f"{a}/x.wav.npy"),
+                                      (f"{b}/x.wav", f"{b}/x.npy"),
+                                      (f"{a}/x.flac", f"{a}/x.flac.npy"),
+                                      (f"{a}/y.wav", f"{a}/y.npy")]
+  assert embed.output_paths([f"{a}/x.wav", f"{a}/y.wav"], "gs://bucket/out") == [
+      (f"{a}/x.wav", "gs://bucket/out/x.npy"), (f"{a}/y.wav", "gs://bucket/out/y.npy")]
+  with pytest.raises(errors.UsageError, match="would both be embedded to"):
+    embed.output_paths([f"{a}/x.wav", f"{a}/x.flac", f"{a}/x.wav.flac"], None)

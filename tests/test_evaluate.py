@@ -38,13 +38,59 @@ def test_same_trials_from_a_file_give_the_same_scores(results, trained_workdir):
     assert again[condition] == results[condition]  # 24 trials read back, not 5 made
 
 
-def test_another_corpus_is_all_unseen(trained_workdir, shard_dir):
+def _eval_files(eval_dir) -> dict:
+  """{name: bytes} of the files directly in `eval_dir` (results, trial lists, plots)."""
+  out = {}
+  for name in sorted(os.listdir(eval_dir)):
+    if os.path.isfile(os.path.join(eval_dir, name)):
+      with open(os.path.join(eval_dir, name), "rb") as f:
+        out[name] = f.read()
+  return out
+
+
+def test_another_corpus_is_all_unseen_and_in_a_folder_of_its_own(results, trained_workdir,
+                                                                 shard_dir, tmp_path):
   import shutil
+  import subprocess
+  import sys
+  from mirnet_jax import errors
+  eval_dir = os.path.join(trained_workdir, "eval")
+  own = _eval_files(eval_dir)
+  assert {"results.json", "trials_seen.json", "trials_unseen.json", "det.png"} <= set(own)
   other = os.path.join(os.path.dirname(shard_dir), "copy_of_shards")
   if not os.path.exists(other):
     shutil.copytree(shard_dir, other)
-  r = evaluate.evaluate(trained_workdir, shard_dir=other, num_trials=10, make_plots=False)
+  r = evaluate.evaluate(trained_workdir, shard_dir=other, num_trials=10)
   assert "seen" not in r and r["unseen"]["trials"] == 10 and r["clean"]["trials"] == 10
+  # Nothing the run's own evaluation wrote is replaced; the other corpus has its folder.
+  assert _eval_files(eval_dir) == own
+  other_dir = os.path.join(eval_dir, "copy_of_shards")
+  with open(os.path.join(other_dir, "results.json")) as f:
+    assert json.load(f)["unseen"] == r["unseen"]
+  assert set(os.listdir(other_dir)) == {"results.json", "trials_unseen.json", "det.png"}
+  assert {os.path.dirname(p) for p in r["plots"]} == {other_dir}
+
+  # Other shards of the same name are refused before anything is written, and named apart.
+  namesake = tmp_path / "copy_of_shards"
+  shutil.copytree(shard_dir, namesake)
+  written = _eval_files(other_dir)
+  with pytest.raises(errors.UserError, match="--eval_name=NAME") as e:
+    evaluate.evaluate(trained_workdir, shard_dir=str(namesake), num_trials=4)
+  assert str(other) in str(e.value) and "\n" not in str(e.value)
+  assert _eval_files(other_dir) == written
+  named = evaluate.evaluate(trained_workdir, shard_dir=str(namesake), num_trials=4,
+                            make_plots=False, eval_name="namesake")
+  assert named["meta"]["shards"] == str(namesake)
+  assert os.path.exists(os.path.join(eval_dir, "namesake", "results.json"))
+  assert _eval_files(eval_dir) == own and _eval_files(other_dir) == written
+
+  # --report_only --shards=OTHER reads that folder.
+  shown = subprocess.run([sys.executable, "-m", "mirnet_jax.evaluate",
+                          f"--workdir={trained_workdir}", f"--shards={other}",
+                          "--report_only"], capture_output=True, text=True, timeout=600)
+  assert shown.returncode == 0, shown.stderr
+  assert f"results: {os.path.join(other_dir, 'results.json')}" in shown.stdout
+  assert "| unseen | 10 |" in shown.stdout and "| seen |" not in shown.stdout
 
 
 def test_trial_mixtures_are_the_overlapped_span(trained_workdir):

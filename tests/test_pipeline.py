@@ -109,7 +109,8 @@ def test_iterator_state_restores_the_stream(shard_dir):
 
 def test_training_batches_never_see_heldout_or_unseen_utterances(shard_dir):
   train = shards.open_split(shard_dir, "train")
-  heldout = set(shards.open_split(shard_dir, "heldout").utterance)
+  heldout = {u for split in ("validation", "seen")
+             for u in shards.open_split(shard_dir, split).utterance}
   unseen = set(shards.open_split(shard_dir, "unseen").utterance)
   used = set()
   for batch in _batches(shard_dir, 40, epoch_length=16):
@@ -137,10 +138,10 @@ def test_short_utterances_are_zero_padded(shard_dir):
 
 
 def test_finite_pass_for_evaluation(shard_dir):
-  batches = _batches(shard_dir, 100, split="heldout", num_examples=10)
+  batches = _batches(shard_dir, 100, split="seen", num_examples=10)
   assert len(batches) == 2  # 10 examples -> two whole batches of 4
   with pytest.raises(ValueError, match="no global batch"):
-    pipeline.make_dataset(shard_dir, "heldout", SPEC, seed=0, epoch_length=4,
+    pipeline.make_dataset(shard_dir, "seen", SPEC, seed=0, epoch_length=4,
                           local_batch=4, num_examples=3)
 
 

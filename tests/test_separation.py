@@ -149,6 +149,87 @@ def test_score_matches_estimates_to_references_and_subtracts_the_mixture():
   assert np.all(out["pesqi"] > 1)
 
 
+class _SwappingSeparator:
+  """Stands in for separator.Separator: returns the references in swapped order (the
+  right voices, each on the other speaker's output)."""
+
+  def __init__(self, enrolled, references):
+    self.task = type("Task", (), dict(enrolled=enrolled))()
+    self.num_speakers = 2
+    self.references = references
+
+  def conditioning(self, waveform, enroll):
+    return None
+
+  def separate(self, waveform, embeddings=None):
+    noise = 0.001 * np.random.default_rng(3).standard_normal(self.references.shape)
+    return self.references[::-1] + noise, None
+
+
+def test_an_enrolled_system_that_swaps_its_outputs_is_scored_wrong_and_pit_ones_are_not():
+  from mirnet_jax import evaluate_separation
+  refs = np.stack([_speechlike(1, 2.0), _speechlike(2, 2.0)])
+  items = [dict(mixture=refs.sum(axis=0), references=refs, enroll=[refs[0], refs[1]],
+                speakers=[0, 1])]
+  base = [metrics.baseline(items[0]["mixture"], refs)]
+  scored = {}
+  for enrolled in (True, False):
+    separator = _SwappingSeparator(enrolled, refs)
+    estimates = evaluate_separation._separate_all(separator, items)
+    scored[enrolled], = evaluate_separation._score_all(
+        lambda f, args: [f(*a) for a in args], items, estimates, base,
+        evaluate_separation.assignment_of(separator))
+  enrolled, pit = scored[True], scored[False]
+  assert np.all(pit["sdri"] > 20) and np.all(pit["si_sdr"] > 30)
+  assert np.all(enrolled["sdri"] < 0) and np.all(enrolled["si_sdr"] < 0)
+  swapped = metrics.score(refs, refs[::-1], base[0], assignment=(1, 0))  # told the order
+  assert np.all(swapped["si_sdr"] > 30)
+
+
+def test_controls_condition_on_other_speakers_reproducibly():
+  from mirnet_jax import evaluate_separation
+  wave = lambda speaker, n: np.full(n, float(speaker), np.float32)
+  items = [dict(speakers=s, enroll=[wave(x, 100 + x) for x in s])
+           for s in ([0, 1], [1, 2], [2, 3], [0, 3])]
+  controls = evaluate_separation.control_conditioning(items, seed=0)
+  for item, control in zip(items, controls):
+    assert len(set(control["speakers"])) == 2
+    assert not set(control["speakers"]) & set(item["speakers"])
+    # Each enrolment is one of that speaker's own; the mixture is their sum, cut short.
+    assert [e[0] for e in control["enroll"]] == control["speakers"]
+    length = min(100 + s for s in control["speakers"])
+    np.testing.assert_array_equal(control["mixture"], np.full(length, sum(control["speakers"])))
+  again = evaluate_separation.control_conditioning(items, seed=0)
+  assert [c["speakers"] for c in again] == [c["speakers"] for c in controls]
+  assert evaluate_separation.control_conditioning(items[:1], seed=0) == [None]
+
+
+def test_bootstrap_interval_covers_the_mean_narrows_with_data_and_skips_nans():
+  rng = np.random.default_rng(0)
+  small, large = rng.normal(2.0, 1.0, 30), rng.normal(2.0, 1.0, 3000)
+  lo_s, hi_s = metrics.bootstrap_ci(small)
+  lo_l, hi_l = metrics.bootstrap_ci(large)
+  assert lo_s < small.mean() < hi_s and lo_l < large.mean() < hi_l
+  assert hi_l - lo_l < (hi_s - lo_s) / 5
+  assert metrics.bootstrap_ci(np.append(small, np.nan)) == (lo_s, hi_s)
+  assert np.isnan(metrics.bootstrap_ci([np.nan])[0])
+
+
+def test_the_control_comparison_says_whether_conditioning_matters():
+  from mirnet_jax import evaluate_separation
+  rng = np.random.default_rng(0)
+  system = dict(sdri_per_mixture=list(rng.normal(3.0, 1.0, 300)))
+  better = evaluate_separation._paired_difference(
+      system, dict(sdri_per_mixture=list(np.subtract(system["sdri_per_mixture"], 1.0)
+                                         + rng.normal(0, 0.5, 300))), seed=0)
+  assert better["conditioning_matters"] and 0.8 < better["sdri_difference"] < 1.2
+  same = evaluate_separation._paired_difference(
+      system, dict(sdri_per_mixture=list(np.add(system["sdri_per_mixture"],
+                                                rng.normal(0, 0.5, 300)))), seed=0)
+  assert not same["conditioning_matters"]
+  assert same["sdri_difference_ci95"][0] < 0 < same["sdri_difference_ci95"][1]
+
+
 # ---------------------------------------------------------------------------- data
 
 def test_references_are_other_utterances_of_the_same_speakers(shard_dir):
@@ -276,15 +357,26 @@ def test_evaluate_separation_reports_every_system(systems, shard_dir):
   root = os.path.dirname(systems["upit"])
   found = evaluate_separation.find_systems(root)
   assert [os.path.basename(p) for p in found] == ["vf_enrolled", "vf_mirnet", "upit"]
-  items = evaluate_separation.shard_mixtures(shard_dir, 2, 1.0, seed=0, gain_db_range=5.0)
+  items = evaluate_separation.shard_mixtures(shard_dir, 4, 1.0, seed=0, gain_db_range=5.0)
   results = evaluate_separation.evaluate(found, items, chunk_seconds=1.0)
-  for name in ("vf_enrolled", "vf_mirnet", "upit"):
-    r = results[name]
-    assert r["mixtures"] == 2
+  assert list(results) == ["vf_enrolled", "vf_enrolled_control", "vf_mirnet",
+                           "vf_mirnet_control", "upit"]
+  assert results["vf_enrolled"]["scoring"] == "enrolled order"
+  assert results["vf_mirnet"]["scoring"] == results["upit"]["scoring"] == "best permutation"
+  for name, r in results.items():
+    assert r["mixtures"] == 4 and r["skipped"] == 0, name
     for key in ("sdri", "si_sdri", "pesqi"):
       assert np.isfinite(r[key]), (name, key)
+      low, high = r[f"{key}_ci95"]
+      assert low <= r[key] <= high, (name, key)
+  # A control conditions on other speakers: it separates the same mixtures differently.
+  for name in ("vf_enrolled", "vf_mirnet"):
+    control = results[f"{name}_control"]
+    assert control["control"] and control["vs_system"]["mixtures"] == control["mixtures"]
+    assert control["sdri_per_mixture"] != results[name]["sdri_per_mixture"]
   table = evaluate_separation.markdown_table(results, "test")
-  assert table.count("\n| ") == 4  # header + 3 systems
+  assert table.count("\n| ") == 6  # header + 5 rows
+  assert table.count("over its control") == 2
 
 
 def _trees_equal(a, b) -> bool:

@@ -25,24 +25,71 @@ def test_manifest_counts_and_class_map(shard_dir, corpus):
   assert manifest["unseen_speakers"] == [str(s) for s in conftest.TEST_SPEAKERS]
   assert manifest["features"] == features.feature_params()
   counts = manifest["splits"]
-  assert counts["train"]["utterances"] + counts["heldout"]["utterances"] == 5 * 6 + 1
+  assert sum(counts[s]["utterances"] for s in ("train", "validation", "seen")) == 5 * 6 + 1
   assert counts["unseen"]["utterances"] == len(conftest.TEST_SPEAKERS) * 6
   assert manifest["num_skipped"] == 2
   assert sorted(s["locator"] for s in manifest["skipped"]) == sorted(corpus["bad"])
 
 
 def test_splits_are_disjoint(shard_dir):
-  train = shards.open_split(shard_dir, "train")
-  heldout = shards.open_split(shard_dir, "heldout")
+  manifest = shards.load_manifest(shard_dir)
+  known = {name: shards.open_split(shard_dir, name) for name in ("train", "validation", "seen")}
   unseen = shards.open_split(shard_dir, "unseen")
-  assert not set(train.utterance) & set(heldout.utterance)
-  assert not set(train.record) & set(heldout.record)
-  # Every training speaker keeps training data and has >= 2 held-out utterances.
+  # No utterance (or record) is in two of train / validation / seen.
+  for a, b in [("train", "validation"), ("train", "seen"), ("validation", "seen")]:
+    assert not set(known[a].utterance) & set(known[b].utterance), (a, b)
+    assert not set(known[a].record) & set(known[b].record), (a, b)
+  assert sum(len(s) for s in known.values()) == len(
+      {u for s in known.values() for u in s.utterance})
+  # Every training speaker keeps training data, has the two seen-test utterances a trial
+  # needs and one for validation (6 utterances: 3 + 2 + 1; one speaker has 7).
   for label in range(len(conftest.TRAIN_SPEAKERS)):
-    assert np.sum(train.label == label) >= 2 and np.sum(heldout.label == label) >= 2
+    assert np.sum(known["train"].label == label) >= 3
+    assert np.sum(known["seen"].label == label) == 2
+    assert np.sum(known["validation"].label == label) == 1
+  assert manifest["heldout"]["seen"] == dict(fraction=0.1, min_per_speaker=2)
   unseen_ids = {u.split("-")[0] for u in unseen.utterance}
   assert unseen_ids == {str(s) for s in conftest.TEST_SPEAKERS}
-  assert not unseen_ids & {u.split("-")[0] for u in train.utterance}
+  assert not unseen_ids & {u.split("-")[0] for s in known.values() for u in s.utterance}
+
+
+def test_heldout_choice_is_deterministic_and_keeps_half_for_training():
+  utterances = [f"7-1-{i:04d}" for i in range(40)]
+  shares = {"seen": (0.1, 2), "validation": (0.05, 1)}
+  chosen = shards.choose_heldout(utterances, shares, seed=3, speaker="7")
+  assert {k: len(v) for k, v in chosen.items()} == {"seen": 4, "validation": 2}
+  assert not chosen["seen"] & chosen["validation"]
+  assert chosen == shards.choose_heldout(utterances[::-1], shares, seed=3, speaker="7")
+  assert chosen != shards.choose_heldout(utterances, shares, seed=4, speaker="7")
+  # Too few utterances for every minimum: the first split keeps its own, half stays.
+  few = shards.choose_heldout(utterances[:3], shares, seed=3, speaker="7")
+  assert {k: len(v) for k, v in few.items()} == {"seen": 1, "validation": 0}
+  assert {k: len(v) for k, v in shards.choose_heldout(
+      utterances[:6], shares, seed=3, speaker="7").items()} == {"seen": 2, "validation": 1}
+
+
+def test_an_evaluation_only_corpus_has_the_unseen_split_alone(corpus, tmp_path):
+  out = str(tmp_path / "eval_only")
+  manifest = shards.prepare(corpus["root"], out, train_subsets=[], workers=1)
+  assert manifest["num_classes"] == 0 and list(manifest["splits"]) == ["unseen"]
+  assert manifest["splits"]["unseen"]["speakers"] == len(conftest.TEST_SPEAKERS)
+  assert len(shards.open_split(out, "unseen")) == len(conftest.TEST_SPEAKERS) * 6
+  with pytest.raises(shards.ShardError, match="evaluation only"):
+    shards.open_split(out, "train")
+  assert not [n for n in os.listdir(out) if n.startswith("train-")]
+
+
+def test_shards_of_the_old_format_name_the_command_that_prepares_them_again(shard_dir,
+                                                                           tmp_path):
+  with open(os.path.join(shard_dir, shards.MANIFEST)) as f:
+    manifest = json.load(f)
+  manifest["format_version"] = 1
+  old = tmp_path / "old"
+  old.mkdir()
+  (old / shards.MANIFEST).write_text(json.dumps(manifest))
+  with pytest.raises(shards.ShardError, match="format version 1.*mirnet_jax.prepare "
+                     f"--source={manifest['source']} --out=NEW_DIR"):
+    shards.load_manifest(str(old))
 
 
 def test_records_hold_the_stft_of_the_level_normalised_utterance(shard_dir, corpus):
@@ -114,11 +161,14 @@ def test_prepare_from_tfds_mock(tmp_path):
   with tfds.testing.mock_data(as_data_source_fn=librispeech_records):
     manifest = shards.prepare("tfds:librispeech", str(tmp_path / "s"),
                               train_subsets=["train_clean100"], test_subsets=["dev_clean"],
-                              min_heldout=1, workers=1)
+                              heldout={"seen": (0.1, 1), "validation": (0.05, 1)},
+                              workers=1)
   assert manifest["classes"] == ["1000", "1001", "1002"]
   assert manifest["unseen_speakers"] == ["2000", "2001", "2002"]
   assert manifest["splits"]["train"]["utterances"] == 4
-  assert manifest["splits"]["heldout"]["utterances"] == 3
+  # Speakers of 3, 2 and 2 utterances: one seen utterance each, no room for validation.
+  assert manifest["splits"]["seen"]["utterances"] == 3
+  assert manifest["splits"]["validation"]["utterances"] == 0
   assert manifest["splits"]["unseen"]["utterances"] == 4
   split = shards.open_split(str(tmp_path / "s"), "unseen")
   assert split.read(0).shape == (features.num_frames(32000), 257, 2)

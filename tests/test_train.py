@@ -94,6 +94,33 @@ def test_tiny_run_trains_checkpoints_and_resumes(shard_dir, tmp_path, monkeypatc
   assert kept[-2:] == [6, 8] and len(kept) <= 3
 
 
+def test_training_stops_early_once_validation_stops_improving_and_stays_stopped(
+    shard_dir, tmp_path, monkeypatch):
+  # Scripted validation accuracies: step 6 only ties step 4's, which is no improvement.
+  scripted = iter([0.1, 0.3, 0.3, 0.2] + [0.5] * 10)
+  monkeypatch.setattr(train, "evaluate", lambda *args: {"val/loss": 1.0,
+                                                        "val/accuracy": next(scripted)})
+  config = _config(shard_dir, 20)
+  config.eval_every, config.log_every, config.early_stopping_evals = 2, 2, 2
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir)
+  assert [r["step"] for r in _metrics(workdir) if "val/loss" in r] == [2, 4, 6, 8]
+  # A rerun reads the history from metrics.jsonl: still stopped, nothing trained.
+  assert train.train_and_evaluate(config, workdir) == {}
+  assert [r["step"] for r in _metrics(workdir) if "val/loss" in r] == [2, 4, 6, 8]
+  config.early_stopping_evals = 0  # off: the same run trains on to the end
+  train.train_and_evaluate(config, workdir)
+  assert [r["step"] for r in _metrics(workdir) if "val/loss" in r][-1] == 20
+
+
+def test_stalled_counts_only_strict_improvements():
+  assert not train._stalled([0.1, 0.2, 0.3], 2)
+  assert train._stalled([0.3, 0.3, 0.2], 2)
+  assert not train._stalled([0.3, 0.2, 0.4], 2)
+  assert not train._stalled([0.1, 0.1], 2)  # too few validations to judge
+  assert not train._stalled([0.5, 0.1, 0.1], 0)
+
+
 def test_eight_devices_give_the_same_losses_as_one(shard_dir, tmp_path):
   losses = {}
   for devices in (1, 8):

@@ -59,6 +59,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.log_every = 100
   c.eval_every = 2000  # validation + checkpoint
   c.keep_checkpoints = 3  # the latest K, plus the best by validation metric
+  # Stop once this many validations in a row have not beaten the best one (0: never).
+  c.early_stopping_evals = 0
   return c
 
 

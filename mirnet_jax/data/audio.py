@@ -2,14 +2,15 @@
 
 `stream` yields a file as consecutive blocks, so a file of any length is read in bounded
 memory; `load` returns the whole waveform. Both give the same samples (resampled by soxr at
-librosa's default quality, with librosa's output length).
+librosa's default quality, with librosa's output length). `SampleReader` serves sample
+ranges of such a stream, and `sum_of_squares` levels one, without holding it whole.
 """
 
 import io
 import math
 import os
 import re
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import librosa
 import numpy as np
@@ -27,6 +28,7 @@ _RESAMPLE_QUALITY = "soxr_hq"  # librosa.resample's default
 _WAV_DATA_LENGTH_RE = re.compile(r"^\s*data\s*:\s*(\d+) \(should be (\d+)\)", re.MULTILINE)
 _PLACEHOLDER_LENGTH = 0x7FFF0000
 _DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, EOFError)
+SUM_CHUNK = 1 << 20  # samples squared and summed at a time by `sum_of_squares` (8 MiB)
 
 
 class AudioError(errors.UserError):
@@ -118,3 +120,68 @@ def load(path_or_bytes) -> np.ndarray:
     AudioError: the file cannot be used (see `stream`).
   """
   return np.concatenate(list(stream(path_or_bytes)))
+
+
+def gather(blocks: Iterable[np.ndarray], limit: int) -> tuple[np.ndarray | None, int]:
+  """Reads `blocks` to the end: (their concatenation if at most `limit` samples long, else
+  None; their number of samples). Holds at most `limit` samples and one block."""
+  held, samples = [], 0
+  for block in blocks:
+    samples += len(block)
+    if held is not None:
+      held.append(block)
+      if samples > limit:
+        held = None
+  return (np.concatenate(held) if held else None), samples
+
+
+class SampleReader:
+  """Sample ranges of a stream of blocks, read forwards: `take(start, stop)` returns samples
+  [start, stop), zeros outside the signal, and forgets the samples before `start`."""
+
+  def __init__(self, blocks: Iterable[np.ndarray]):
+    self._blocks = iter(blocks)
+    self._buffer = np.zeros(0, np.float32)
+    self._offset = 0  # the sample index of _buffer[0]
+
+  def take(self, start: int, stop: int) -> np.ndarray:
+    pending = [self._buffer]
+    end = self._offset + len(self._buffer)
+    while end < stop:
+      block = next(self._blocks, None)
+      if block is None:
+        break
+      pending.append(block)
+      end += len(block)
+    keep = max(0, start - self._offset)
+    self._buffer = np.concatenate(pending)[keep:]
+    self._offset += keep
+    out = np.zeros(stop - start, np.float32)
+    lo = max(start, self._offset)
+    chunk = self._buffer[lo - self._offset:max(0, stop - self._offset)]
+    out[lo - start:lo - start + len(chunk)] = chunk
+    return out
+
+
+def sum_of_squares(blocks: Iterable[np.ndarray], samples: int,
+                   chunk: int = SUM_CHUNK) -> np.float64:
+  """`np.sum(np.square(x, dtype=np.float64))` of the concatenation `x` of `blocks` (`samples`
+  long), to the last bit, holding about `chunk` (at least 128) samples at a time.
+
+  A sum of blocks' sums would differ in the last bit: numpy sums a contiguous array
+  pairwise, splitting it in halves (the first rounded down to a multiple of 8) down to 128
+  elements. `np.sum` of one of those halves is that half's partial sum, so the halves that
+  fit in a chunk are summed by numpy itself and the larger ones are split as numpy splits
+  them (numpy's order is checked by tests/test_corpora.py).
+  """
+  take = SampleReader(blocks).take
+  chunk = max(chunk, 128)  # numpy's smallest part is summed another way, not split
+
+  def part(lo: int, hi: int) -> np.float64:
+    if hi - lo <= chunk:
+      return np.sum(np.square(take(lo, hi), dtype=np.float64))
+    half = (hi - lo) // 2
+    half -= half % 8
+    return part(lo, lo + half) + part(lo + half, hi)
+
+  return part(0, samples)

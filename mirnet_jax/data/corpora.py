@@ -3,15 +3,21 @@
 Both give the same interface (so does wsj0_2mix.Wsj0Mix2Dir; sources.open_corpus picks
 the reader of a `--source`): `subsets()`, `refs(subset)` (cheap references to the
 utterances, so preparation can hand them to worker processes) and `load(ref)` (the
-waveform, 16 kHz mono float32). `iter_utterances` walks refs and loads them, skipping
-unusable audio with a counted warning.
+waveform, 16 kHz mono float32); a reader of files also has `stream(ref)` (the same
+waveform in blocks, see `open_blocks`). `iter_utterances` walks refs and loads them,
+skipping unusable audio with a counted warning.
+
+A directory's subset, speaker and chapter folders and its audio files may be symbolic
+links (a common way to assemble subsets): they are followed, each real folder read once,
+so a link cycle ends.
 """
 
+import contextlib
 import dataclasses
 import fnmatch
 import os
 import re
-from typing import Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from absl import logging
 import numpy as np
@@ -82,9 +88,7 @@ class LibriSpeechDir:
 
   def refs(self, subset: str) -> list[Ref]:
     refs = []
-    base = os.path.join(self.root, subset)
-    for dirpath, dirnames, filenames in os.walk(base):
-      dirnames.sort()
+    for dirpath, filenames in _walk(os.path.join(self.root, subset)):
       for name in sorted(filenames):
         m = _UTT_RE.match(name)
         if m:
@@ -94,6 +98,24 @@ class LibriSpeechDir:
 
   def load(self, ref: Ref) -> Utterance:
     return Utterance(ref.speaker, ref.chapter, ref.utterance, audio.load(ref.locator))
+
+  def stream(self, ref: Ref) -> Iterator[np.ndarray]:
+    return audio.stream(ref.locator)
+
+
+def _walk(top: str) -> Iterator[tuple[str, list[str]]]:
+  """(folder, file names) under `top`, folders in sorted order, following symbolic links
+  to folders; a real folder reached again (a link cycle, or two links to one folder) is
+  not read again: its files would be the same utterances twice."""
+  seen = set()
+  for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+    st = os.stat(dirpath)
+    if (st.st_dev, st.st_ino) in seen:
+      dirnames.clear()
+      continue
+    seen.add((st.st_dev, st.st_ino))
+    dirnames.sort()
+    yield dirpath, filenames
 
 
 class TfdsLibriSpeech:
@@ -148,15 +170,38 @@ class TfdsLibriSpeech:
                      utt_id, audio.to_mono_16k(speech, rate))
 
 
-def load_or_skip(corpus, ref: Ref, skipped: Skipped) -> Utterance | None:
-  """Loads `ref`, or records it in `skipped` and returns None."""
+@contextlib.contextmanager
+def skipping(ref: Ref, skipped: Skipped):
+  """Records an unusable-audio error raised in the block in `skipped`, and ends the block
+  there (the error does not propagate)."""
   try:
-    return corpus.load(ref)
+    yield
   except audio.AudioError as e:
     skipped.add(ref.locator, str(e))
   except (OSError, KeyError, ValueError) as e:
     skipped.add(ref.locator, f"{type(e).__name__}: {e}")
+
+
+def load_or_skip(corpus, ref: Ref, skipped: Skipped) -> Utterance | None:
+  """Loads `ref`, or records it in `skipped` and returns None."""
+  with skipping(ref, skipped):
+    return corpus.load(ref)
   return None
+
+
+def open_blocks(corpus, ref: Ref) -> tuple[tuple[str, str, str],
+                                           Callable[[], Iterable[np.ndarray]]]:
+  """(speaker, chapter, utterance) of `ref`, and a function that returns its waveform as
+  16 kHz mono float32 blocks, from the start at each call.
+
+  A reader with `stream` reads the file anew at each call, at most audio.BLOCK_SECONDS
+  at a time (errors come while the blocks are read); another is loaded whole once, here
+  (TFDS records come whole, and their ids are in the record).
+  """
+  if hasattr(corpus, "stream") and ref.speaker is not None:
+    return (ref.speaker, ref.chapter, ref.utterance), lambda: corpus.stream(ref)
+  utt = corpus.load(ref)
+  return (utt.speaker, utt.chapter, utt.utterance), lambda: [utt.waveform]
 
 
 def iter_utterances(corpus, subsets: Sequence[str], skipped: Skipped) -> Iterator[Utterance]:

@@ -37,7 +37,9 @@ TRAIN, TEST = "train", "test"
 SPEAKERS_FILE = "SPEAKERS.TXT"
 # Many voices with few utterances each: the number of voices, more than of utterances,
 # decides how well a model separates unseen ones (docs/results.md).
-DEFAULT_TRAIN_SPEAKERS, DEFAULT_TEST_SPEAKERS, DEFAULT_UTTERANCES_PER_SPEAKER = 400, 40, 8
+# 9 utterances: 6 to train on, 2 for the seen-speaker trials and 1 for validation
+# (shards.HELDOUT_DEFAULTS).
+DEFAULT_TRAIN_SPEAKERS, DEFAULT_TEST_SPEAKERS, DEFAULT_UTTERANCES_PER_SPEAKER = 400, 40, 9
 
 # Coarse grids keep two speakers audibly apart even with the same accent and variant, and
 # stay inside what espeak renders cleanly.

@@ -138,7 +138,7 @@ def make_dataset(shard_dir: str, split: str, spec: MixtureSpec, *, seed: int,
   """Batches of mixtures for this host.
 
   Args:
-    shard_dir, split: where the utterances come from (`train`, `heldout`, `unseen`).
+    shard_dir, split: where the utterances come from (`train`, `validation`, `seen`, `unseen`).
     spec: how to mix.
     seed: stream seed (use different seeds for training and validation streams).
     epoch_length: examples per epoch (`examples_per_epoch(hours, spec)`).

@@ -7,9 +7,11 @@ A shard directory holds
                                          the files of that shard that were skipped;
   `index.npz`                            per split: record position, label, frames, id;
   `manifest.json`                        features, speaker-to-class map, counts, skipped.
-Groups: `train` (the training subsets) and `test` (the other subsets). Splits: `train`
-and `heldout` (disjoint utterances of the training speakers, both in group `train`) and
-`unseen` (speakers of the test subsets only, group `test`).
+Groups: `train` (the training subsets) and `test` (the other subsets). Splits: `train`,
+`validation` (checkpoint selection) and `seen` (the seen-speaker test trials): disjoint
+utterances of the training speakers, chosen per speaker at prepare time, all in group
+`train`; and `unseen` (speakers of the test subsets only, group `test`). A corpus prepared
+for evaluation only (no training subsets) has the `unseen` split alone.
 
 Every file is written under a temporary name and renamed, and a shard whose sidecar
 exists is not written again, so an interrupted preparation resumes where it stopped.
@@ -39,11 +41,16 @@ from mirnet_jax.data import audio
 from mirnet_jax.data import corpora
 from mirnet_jax.data import sources
 
-FORMAT_VERSION = 1
+# 2: `validation` and `seen` replaced the one `heldout` split, which served both.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 INDEX = "index.npz"
 PLAN = "plan.json"
-SPLIT_GROUP = {"train": "train", "heldout": "train", "unseen": "test"}
+SPLIT_GROUP = {"train": "train", "validation": "train", "seen": "train", "unseen": "test"}
+# The training speakers' utterances kept out of training, per split: (share, minimum).
+# `seen` needs two utterances of a speaker (a trial's anchor and positive are different
+# utterances); one is enough for validation mixtures.
+HELDOUT_DEFAULTS = {"seen": (0.1, 2), "validation": (0.05, 1)}
 # Utterances are scaled to this RMS (-25 dBFS) before the STFT, so that the pipeline's
 # random gains set the relative level of the sources whatever the recording level.
 TARGET_RMS = 10 ** (-25 / 20)
@@ -63,13 +70,33 @@ def decode(record: bytes) -> np.ndarray:
   return np.frombuffer(record, features.STORAGE_DTYPE).reshape(-1, features.NUM_BINS, 2)
 
 
-def utterance_to_stored(waveform: np.ndarray) -> tuple[np.ndarray, float]:
-  """Level-normalises and transforms one waveform; returns (stored STFT, scale)."""
-  rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
+def utterance_to_stored(open_blocks, whole_seconds: float = 60.0,
+                        block_frames: int = 6000) -> tuple[np.ndarray, float, int]:
+  """Level-normalises and transforms one waveform; returns (stored STFT, scale, samples).
+
+  `open_blocks()` returns the 16 kHz mono waveform as blocks, from its start at each call
+  (corpora.open_blocks; `lambda: [waveform]` for an array). A waveform of at most
+  `whole_seconds` is held and transformed whole. A longer one (an hour-long recording) is
+  read twice more, for its level and then for its STFT `block_frames` frames at a time,
+  so that memory beyond the stored result is bounded by the blocks, not by its length;
+  the scale and the stored bits are the same as the whole waveform's
+  (audio.sum_of_squares, features.stored_stft).
+  """
+  waveform, samples = audio.gather(open_blocks(), int(whole_seconds * features.SAMPLE_RATE))
+  if samples == 0:
+    raise audio.AudioError("no samples")
+  if waveform is not None:
+    mean_square = np.mean(np.square(waveform, dtype=np.float64))
+  else:
+    mean_square = audio.sum_of_squares(open_blocks(), samples) / samples
+  rms = float(np.sqrt(mean_square))
   if rms < 1e-6:
     raise audio.AudioError("silent (RMS below -120 dBFS)")
   scale = TARGET_RMS / rms
-  return features.to_storage(features.stft(waveform * scale)), scale
+  if waveform is not None:
+    return features.to_storage(features.stft(waveform * scale)), scale, samples
+  take = audio.SampleReader(open_blocks()).take
+  return features.stored_stft(take, samples, scale, block_frames), scale, samples
 
 
 # ---------------------------------------------------------------------------- writing
@@ -95,18 +122,17 @@ def _write_shard(job: ShardJob) -> str:
     writer = array_record_module.ArrayRecordWriter(tmp, _WRITER_OPTIONS)
     try:
       for ref in job.refs:
-        utt = corpora.load_or_skip(corpus, ref, skipped)
-        if utt is None:
-          continue
-        try:
-          stored, scale = utterance_to_stored(utt.waveform)
-        except audio.AudioError as e:
-          skipped.add(ref.locator, str(e))
+        row = None
+        # Only reading and transforming the audio may skip it: a failing write is an error.
+        with corpora.skipping(ref, skipped):
+          (speaker, chapter, utterance), open_blocks = corpora.open_blocks(corpus, ref)
+          stored, scale, samples = utterance_to_stored(open_blocks)
+          row = dict(speaker=speaker, chapter=chapter, utterance=utterance,
+                     frames=int(stored.shape[0]), samples=samples, scale=scale)
+        if row is None:
           continue
         writer.write(encode(stored))
-        records.append(dict(speaker=utt.speaker, chapter=utt.chapter,
-                            utterance=utt.utterance, frames=int(stored.shape[0]),
-                            samples=int(utt.waveform.shape[0]), scale=scale))
+        records.append(row)
     finally:
       writer.close()
   # The sidecar is renamed last: its presence marks the shard complete.
@@ -126,35 +152,47 @@ def plan_shards(out_dir: str, source: str, group: str, refs: list,
           for k in range(n)]
 
 
-def choose_heldout(utterances: list[str], fraction: float, minimum: int,
-                   seed: int, speaker: str) -> set:
-  """Held-out utterances of one training speaker: deterministic from (seed, speaker).
+def choose_heldout(utterances: list[str], shares: dict, seed: int,
+                   speaker: str) -> dict[str, set]:
+  """The held-out utterances of one training speaker, per split of `shares` ({split:
+  (fraction, minimum)}, e.g. HELDOUT_DEFAULTS): disjoint, deterministic from (seed,
+  speaker).
 
-  At least `minimum` (the seen-speaker trials need two different utterances of a
-  speaker), never more than half, so the speaker keeps training data.
+  Never more than half of the speaker's utterances in all, so that it keeps training
+  data; when the minimums do not fit, the splits listed first keep theirs.
   """
-  count = min(max(minimum, int(round(fraction * len(utterances)))), len(utterances) // 2)
-  rng = np.random.default_rng([seed, zlib.crc32(speaker.encode())])
-  chosen = rng.choice(len(utterances), size=count, replace=False)
+  room = len(utterances) // 2
+  order = np.random.default_rng([seed, zlib.crc32(speaker.encode())]).permutation(
+      len(utterances))
   ordered = sorted(utterances)
-  return {ordered[i] for i in chosen}
+  chosen, start = {}, 0
+  for split, (fraction, minimum) in shares.items():
+    count = min(max(minimum, int(round(fraction * len(utterances)))), room)
+    chosen[split] = {ordered[i] for i in order[start:start + count]}
+    start, room = start + count, room - count
+  return chosen
 
 
 def prepare(source: str, out_dir: str, train_subsets=("train*",),
-            test_subsets=("dev*", "test*"), heldout_fraction: float = 0.1,
-            min_heldout: int = 2, seed: int = 0, utterances_per_shard: int = 256,
-            workers: int | None = None) -> dict:
+            test_subsets=("dev*", "test*"), heldout: dict | None = None, seed: int = 0,
+            utterances_per_shard: int = 256, workers: int | None = None) -> dict:
   """Writes the shards, index and manifest of `source` into `out_dir`; returns the manifest.
 
   Args:
     source: a LibriSpeech-layout directory or `tfds:librispeech`.
     out_dir: the shard directory (created).
-    train_subsets / test_subsets: glob patterns over subset (split) names.
-    heldout_fraction, min_heldout: held-out utterances per training speaker.
+    train_subsets / test_subsets: glob patterns over subset (split) names. No training
+      patterns at all (an empty list) prepares an evaluation-only corpus: its speakers
+      are all unseen, and `evaluate --shards` takes it.
+    heldout: {split: (fraction, minimum)} of each training speaker's utterances kept out
+      of training for `seen` and `validation` (default HELDOUT_DEFAULTS).
     seed: seeds the held-out choice.
     utterances_per_shard: shard size.
     workers: processes (default: all cores).
   """
+  heldout = dict(HELDOUT_DEFAULTS if heldout is None else heldout)
+  if sorted(heldout) != sorted(HELDOUT_DEFAULTS):
+    raise ValueError(f"heldout needs the splits {sorted(HELDOUT_DEFAULTS)}, got {sorted(heldout)}")
   if storage.is_remote(out_dir):
     raise ShardError(f"prepare writes to local disk only, not {out_dir}: prepare into a "
                      "local directory, then copy it with `gcloud storage rsync --recursive "
@@ -163,14 +201,16 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
     raise ShardError(f"the output is not a directory: {out_dir}")
   corpus = sources.open_corpus(source)
   available = corpus.subsets()
-  groups = {"train": corpora.select_subsets(available, train_subsets),
-            "test": corpora.select_subsets(available, test_subsets)}
+  patterns = {"train": list(train_subsets), "test": list(test_subsets)}
+  if not patterns["test"]:
+    raise corpora.CorpusError("no test subsets given: the unseen speakers come from them")
+  groups = {g: corpora.select_subsets(available, p) for g, p in patterns.items() if p}
   for group, chosen in groups.items():
     if not chosen:
       raise corpora.CorpusError(
-          f"no {group} subsets match {list(train_subsets if group == 'train' else test_subsets)}"
-          f" in {source} (it has: {', '.join(available) or 'none'})")
-  overlap = set(groups["train"]) & set(groups["test"])
+          f"no {group} subsets match {patterns[group]} in {source} (it has: "
+          f"{', '.join(available) or 'none'})")
+  overlap = set(groups.get("train", ())) & set(groups["test"])
   if overlap:
     raise corpora.CorpusError(f"subsets both train and test: {sorted(overlap)}")
   refs = {g: [r for s in subsets for r in corpus.refs(s)] for g, subsets in groups.items()}
@@ -209,12 +249,13 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
           logging.info("wrote %s", os.path.basename(done))
 
   _check_usable(jobs, source)
-  manifest = _build_index(out_dir, jobs, seed, heldout_fraction, min_heldout)
+  manifest = _build_index(out_dir, jobs, heldout, seed)
   manifest.update(format_version=FORMAT_VERSION, features=features.feature_params(),
                   source=source, subsets=groups,
                   shards={g: [os.path.basename(j.path) for j in js] for g, js in jobs.items()},
-                  heldout=dict(fraction=heldout_fraction, min_per_speaker=min_heldout,
-                               seed=seed))
+                  heldout=dict(seed=seed, **{
+                      split: dict(fraction=fraction, min_per_speaker=minimum)
+                      for split, (fraction, minimum) in heldout.items()}))
   storage.write_json(os.path.join(out_dir, MANIFEST), manifest)
   return manifest
 
@@ -242,7 +283,7 @@ def _check_usable(jobs: dict, source: str):
         for group, skipped in unusable.items()) + "; no shards written for them")
 
 
-def _build_index(out_dir, jobs, seed, heldout_fraction, min_heldout) -> dict:
+def _build_index(out_dir, jobs, heldout, seed) -> dict:
   """Reads the sidecars and writes `index.npz`; returns the manifest's counts."""
   records = {}
   skipped = []
@@ -258,22 +299,25 @@ def _build_index(out_dir, jobs, seed, heldout_fraction, min_heldout) -> dict:
     records[group] = rows
 
   by_speaker = {}
-  for row in records["train"]:
+  for row in records.get("train", []):
     by_speaker.setdefault(row["speaker"], []).append(row["utterance"])
   classes = sorted(by_speaker, key=_speaker_sort_key)
   class_of = {s: i for i, s in enumerate(classes)}
-  heldout = set()
+  split_of = {}  # held-out utterance -> its split
   for speaker, utts in by_speaker.items():
-    heldout |= choose_heldout(utts, heldout_fraction, min_heldout, seed, speaker)
+    for split, chosen in choose_heldout(utts, heldout, seed, speaker).items():
+      split_of.update(dict.fromkeys(chosen, split))
   unseen_speakers = sorted({r["speaker"] for r in records["test"]}, key=_speaker_sort_key)
   if set(unseen_speakers) & set(classes):
     raise corpora.CorpusError("some test-subset speakers are also training speakers: "
                               f"{sorted(set(unseen_speakers) & set(classes))[:5]}")
   unseen_of = {s: i for i, s in enumerate(unseen_speakers)}
 
-  split_rows = {"train": [r for r in records["train"] if r["utterance"] not in heldout],
-                "heldout": [r for r in records["train"] if r["utterance"] in heldout],
-                "unseen": records["test"]}
+  split_rows = {"unseen": records["test"]}
+  if "train" in records:
+    for split in ("train", *heldout):
+      split_rows[split] = [r for r in records["train"]
+                           if split_of.get(r["utterance"], "train") == split]
   arrays, counts = {}, {}
   for split, rows in split_rows.items():
     label_of = unseen_of if split == "unseen" else class_of
@@ -301,7 +345,7 @@ class Split:
   """One split of a shard directory: a random-access source of records and its index."""
   source: grain.sources.ArrayRecordDataSource
   record: np.ndarray  # record position in `source`, per utterance
-  label: np.ndarray   # class (train/heldout) or unseen-speaker index, per utterance
+  label: np.ndarray   # class (train/validation/seen) or unseen-speaker index, per utterance
   frames: np.ndarray
   utterance: np.ndarray
 
@@ -340,8 +384,11 @@ def load_manifest(shard_dir: str) -> dict:
                      "again") from None
   if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    source = manifest.get("source", "CORPUS") if isinstance(manifest, dict) else "CORPUS"
     raise ShardError(f"{shard_dir} holds shards of format version {version}, this code "
-                     f"reads version {FORMAT_VERSION}; prepare it again")
+                     f"reads version {FORMAT_VERSION}; prepare them again into a new "
+                     f"directory: `python -m mirnet_jax.prepare --source={source} "
+                     "--out=NEW_DIR`")
   if manifest.get("features") != features.feature_params():
     raise ShardError(f"{shard_dir} was prepared with other features "
                      f"({manifest.get('features')}); prepare it again")
@@ -352,6 +399,10 @@ def open_split(shard_dir: str, split: str, manifest: dict | None = None) -> Spli
   if split not in SPLIT_GROUP:
     raise ValueError(f"unknown split {split!r}; one of {sorted(SPLIT_GROUP)}")
   manifest = manifest or load_manifest(shard_dir)
+  if split not in manifest["splits"]:
+    raise ShardError(f"{shard_dir} has no {split} split: it was prepared for evaluation "
+                     "only (no training subsets); evaluate a trained model on it with "
+                     f"`python -m mirnet_jax.evaluate --workdir=WORKDIR --shards={shard_dir}`")
   names = manifest["shards"][SPLIT_GROUP[split]]
   # One listing, not an existence check per file (each is a request on Cloud Storage).
   present = {p.name for p in epath.Path(shard_dir).iterdir()}
