@@ -13,8 +13,9 @@ C, D distinct, as in the paper; for general N a trial uses 3N - 2 speakers). So
 none (a non-target pair), while positive and negative share C and so look alike: a
 system cannot tell them apart by "does the other mixture contain C".
 
-Each source is a `crop_frames` crop of its utterance at a uniform random offset (zero
-padded at the end when the utterance is shorter, as in training) scaled by a gain drawn
+Each source is a `crop_frames` crop of its utterance at a uniform random offset (a crop
+may run past a short utterance's end; trial_sets.py cuts each mixture to its overlapped
+span, so no such padding is embedded) scaled by a gain drawn
 uniformly in [-gain_db_range/2, +gain_db_range/2] dB (the training recipe of
 `mirnet_jax.data.pipeline`). The sources of a mixture are listed in the order above
 (A or A' or C' first); the order does not matter to the scores, which are symmetric.
@@ -39,9 +40,9 @@ Metrics (all take raw scores, higher = target):
   * A percentile bootstrap 95% interval of the EER, resampling whole trials.
 
 Trial lists are made once per split and saved as JSON (`save_trials`), so every checkpoint
-and every run is scored on exactly the same mixtures. For another toolkit's system the
-trials become VoxCeleb-format lists of file pairs (`voxceleb_trials`, two lines per trial),
-and its scores of those pairs are read back, paired by trial, by `paired_scores`.
+and every run is scored on exactly the same mixtures (for another toolkit's system they
+become VoxCeleb-format lists of file pairs, and its scores are read back, in
+trial_export.py).
 """
 
 import dataclasses
@@ -437,104 +438,3 @@ def markdown_table(results: dict) -> str:
                  f"{num(r.get('min_dcf_0.05'), '.4f')} | "
                  f"{num(r.get('eer_cosine'), '.2f')} |")
   return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------- other toolkits
-
-def voxceleb_trials(names) -> str:
-  """A trial list in the VoxCeleb format, for toolkits that score file pairs.
-
-  Args:
-    names: per trial, its (anchor, positive, negative) file names (no whitespace).
-
-  Returns:
-    Two lines per trial, in trial order: `1 anchor positive` (target) and `0 anchor
-    negative` (non-target), so lines 2i and 2i+1 are the two pairs of trial i.
-  """
-  return "".join(f"1 {a} {p}\n0 {a} {n}\n" for a, p, n in names)
-
-
-def read_voxceleb_trials(path) -> list[tuple[int, str, str]]:
-  """The (label, a, b) lines of a `voxceleb_trials` list.
-
-  Raises:
-    ValueError: naming the line that is not `<0|1> <a> <b>`, or that breaks the pairing
-      (a target and a non-target line of the same anchor per trial).
-  """
-  rows = []
-  for number, line in enumerate(epath.Path(path).read_text().splitlines(), 1):
-    fields = line.split()
-    if len(fields) != 3 or fields[0] not in ("0", "1"):
-      raise ValueError(f"{path} line {number}: expected '<0|1> <a> <b>', got {line!r}")
-    rows.append((int(fields[0]), fields[1], fields[2]))
-  for i in range(0, len(rows), 2):
-    pair = rows[i:i + 2]
-    if [r[0] for r in pair] != [1, 0] or pair[0][1] != pair[1][1]:
-      raise ValueError(f"{path} line {i + 1}: not a target line followed by a non-target "
-                       "line of the same anchor (a list written by voxceleb_trials)")
-  return rows
-
-
-SCORE_LINE = "<label> <a> <b> <score>"
-
-
-def paired_scores(path, lists: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """Reads a score file for the trials of `voxceleb_trials` lists.
-
-  Each line of the file is a line of one of the lists with its score appended,
-  `<label> <a> <b> <score>` (higher = same speaker), in any order; blank lines are
-  skipped. A list the file scores must be scored whole, each pair once.
-
-  Args:
-    path: the score file.
-    lists: {name: `read_voxceleb_trials` rows}.
-
-  Returns:
-    {name: (target `[T]`, nontarget `[T]`)} for each list the file scores, entry i of
-    both from trial i (as bootstrap_eer_ci needs).
-
-  Raises:
-    ValueError: one line naming the file's line that cannot be read, matches no pair of
-      the lists, repeats one, or contradicts its label; or the list line left unscored.
-  """
-  where = {(a, b): (name, j) for name, rows in lists.items()
-           for j, (_, a, b) in enumerate(rows)}
-  scores = {name: np.full(len(rows), np.nan) for name, rows in lists.items()}
-  scored_on = {}
-  for number, line in enumerate(epath.Path(path).read_text().splitlines(), 1):
-    fields = line.split()
-    if not fields:
-      continue
-    at = f"{path} line {number}"
-    if len(fields) != 4:
-      raise ValueError(f"{at}: expected '{SCORE_LINE}', got {line!r}")
-    label, a, b, value = fields
-    if (a, b) not in where:
-      raise ValueError(f"{at}: {a} {b} is not a trial pair of the exported lists")
-    if (a, b) in scored_on:
-      raise ValueError(f"{at}: {a} {b} is scored twice (first on line {scored_on[a, b]})")
-    name, j = where[a, b]
-    if label != str(lists[name][j][0]):
-      raise ValueError(f"{at}: label {label}, but the trial list has {lists[name][j][0]}")
-    try:
-      score = float(value)
-    except ValueError:
-      score = np.nan
-    if not np.isfinite(score):
-      raise ValueError(f"{at}: score {value!r} is not a finite number")
-    scored_on[a, b] = number
-    scores[name][j] = score
-  out = {}
-  for name, values in scores.items():
-    missing = np.flatnonzero(np.isnan(values))
-    if len(missing) == len(values):
-      continue  # a list the file does not score
-    if len(missing):
-      j = int(missing[0])
-      raise ValueError(f"{path}: no score for {len(missing)} of the {len(values)} lines "
-                       f"of the {name} list, the first its line {j + 1}: "
-                       + " ".join(map(str, lists[name][j])))
-    out[name] = (values[0::2], values[1::2])
-  if not out:
-    raise ValueError(f"{path} holds no scores: expected lines '{SCORE_LINE}'")
-  return out

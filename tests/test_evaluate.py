@@ -2,10 +2,15 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 from mirnet_jax import evaluate
+from mirnet_jax import trial_sets
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +56,6 @@ def _eval_files(eval_dir) -> dict:
 def test_another_corpus_is_all_unseen_and_in_a_folder_of_its_own(results, trained_workdir,
                                                                  shard_dir, tmp_path):
   import shutil
-  import subprocess
-  import sys
   from mirnet_jax import errors
   eval_dir = os.path.join(trained_workdir, "eval")
   own = _eval_files(eval_dir)
@@ -93,6 +96,38 @@ def test_another_corpus_is_all_unseen_and_in_a_folder_of_its_own(results, traine
   assert "| unseen | 10 |" in shown.stdout and "| seen |" not in shown.stdout
 
 
+def _run(module: str, *args: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-m", f"mirnet_jax.{module}", *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=600)
+
+
+def test_an_evaluation_only_corpus_from_the_command_line(results, trained_workdir, corpus,
+                                                         tmp_path):
+  # `prepare --train_subsets=` makes shards of unseen speakers only (no seen or validation
+  # split): evaluate --shards must take them as another corpus, in a folder of its own.
+  eval_dir = os.path.join(trained_workdir, "eval")
+  own = _eval_files(eval_dir)
+  assert "results.json" in own  # the run's own evaluation, which must stay as it is
+  out = tmp_path / "eval_only"
+  prepared = _run("prepare", f"--source={corpus['root']}", f"--out={out}",
+                  "--train_subsets=", "--workers=1")
+  assert prepared.returncode == 0, prepared.stderr
+  assert "evaluation only" in prepared.stdout
+  result = _run("evaluate", f"--workdir={trained_workdir}", f"--shards={out}", "--trials=8",
+                "--plots=false")
+  assert result.returncode == 0, result.stderr
+  other_dir = os.path.join(eval_dir, "eval_only")
+  with open(os.path.join(other_dir, "results.json")) as f:
+    written = json.load(f)
+  assert set(written) == {"unseen", "clean", "meta", "plots"}
+  assert written["unseen"]["trials"] == written["clean"]["trials"] == 8
+  assert written["meta"]["shards"] == str(out) and written["plots"] == []
+  assert set(os.listdir(other_dir)) == {"results.json", "trials_unseen.json"}
+  assert f"results: {os.path.join(other_dir, 'results.json')}" in result.stdout
+  assert "| unseen | 8 |" in result.stdout and "| seen |" not in result.stdout
+  assert _eval_files(eval_dir) == own
+
+
 def test_trial_mixtures_are_the_overlapped_span(trained_workdir):
   # "min" convention: a mixture ends with its shortest crop (no zero tail), capped at the
   # segment; the clean condition keeps the first source alone over the same span.
@@ -104,8 +139,8 @@ def test_trial_mixtures_are_the_overlapped_span(trained_workdir):
   split = shards.open_split(shard_dir, "unseen", shards.load_manifest(shard_dir))
   segment = int(split.frames.max())  # longer than most utterances: spans are shorter
   trials = verification.make_trials(split.label, split.frames, 6, 0, segment)
-  mixtures = evaluate._trial_mixtures(split, trials, segment)
-  clean = evaluate._trial_mixtures(split, trials, segment, first_source_only=True)
+  mixtures = trial_sets.trial_mixtures(split, trials, segment)
+  clean = trial_sets.trial_mixtures(split, trials, segment, first_source_only=True)
   spans = []
   for k, trial in enumerate(trials):
     for p, part in enumerate(("anchor", "positive", "negative")):
@@ -120,7 +155,7 @@ def test_trial_mixtures_are_the_overlapped_span(trained_workdir):
                                     [sources[0].gain], span)[0]
       np.testing.assert_allclose(alone.astype(np.float32), first, rtol=1e-3, atol=1e-3)
   assert min(spans) < segment  # the test saw truncation
-  assert evaluate.overlapped_frames(split, trials[0].anchor, 5) == 5
+  assert trial_sets.overlapped_frames(split, trials[0].anchor, 5) == 5
   # Mixtures of different lengths embed together, each like it does alone.
   together = evaluate.embed_mixtures(extractor, mixtures[:3])
   for mixture, emb in zip(mixtures[:3], together):

@@ -68,6 +68,14 @@ def test_heldout_choice_is_deterministic_and_keeps_half_for_training():
       utterances[:6], shares, seed=3, speaker="7").items()} == {"seen": 2, "validation": 1}
 
 
+def test_too_few_utterances_for_a_validation_split_is_a_clear_error(corpus, tmp_path):
+  from mirnet_jax.data import corpora
+  # 6 utterances a speaker: 3 may be held out, and 3 seen ones leave none for validation.
+  with pytest.raises(corpora.CorpusError, match="validation split would hold fewer than 2"):
+    shards.prepare(corpus["root"], str(tmp_path / "s"), workers=1,
+                   heldout={"seen": (0.1, 3), "validation": (0.05, 1)})
+
+
 def test_an_evaluation_only_corpus_has_the_unseen_split_alone(corpus, tmp_path):
   out = str(tmp_path / "eval_only")
   manifest = shards.prepare(corpus["root"], out, train_subsets=[], workers=1)
@@ -152,7 +160,7 @@ def test_prepare_from_tfds_mock(tmp_path):
     # tfds's random mock draws speaker ids that collide across splits, which real
     # LibriSpeech never does; these records keep train and dev speakers apart.
     del builder, kwargs
-    base, count = (1000, 7) if split.startswith("train") else (2000, 4)
+    base, count = (1000, 12) if split.startswith("train") else (2000, 4)
     t = np.arange(32000) / 16000
     return [dict(speech=(8000 * np.sin(2 * np.pi * (100 + 10 * i) * t)).astype(np.int16),
                  speaker_id=base + i % 3, chapter_id=5, id=f"{base + i % 3}-5-{i:04d}",
@@ -165,10 +173,10 @@ def test_prepare_from_tfds_mock(tmp_path):
                               workers=1)
   assert manifest["classes"] == ["1000", "1001", "1002"]
   assert manifest["unseen_speakers"] == ["2000", "2001", "2002"]
-  assert manifest["splits"]["train"]["utterances"] == 4
-  # Speakers of 3, 2 and 2 utterances: one seen utterance each, no room for validation.
+  # 4 utterances a speaker: one seen and one validation utterance each, two to train.
+  assert manifest["splits"]["train"]["utterances"] == 6
   assert manifest["splits"]["seen"]["utterances"] == 3
-  assert manifest["splits"]["validation"]["utterances"] == 0
+  assert manifest["splits"]["validation"]["utterances"] == 3
   assert manifest["splits"]["unseen"]["utterances"] == 4
   split = shards.open_split(str(tmp_path / "s"), "unseen")
   assert split.read(0).shape == (features.num_frames(32000), 257, 2)

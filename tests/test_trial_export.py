@@ -15,12 +15,14 @@ from mirnet_jax import evaluate
 from mirnet_jax import extraction
 from mirnet_jax import features
 from mirnet_jax import inference
+from mirnet_jax import trial_export
+from mirnet_jax import trial_sets
 from mirnet_jax import verification
 from mirnet_jax.data import shards
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRIALS = 8
-SEGMENT = evaluate.segment_frames_of(6.0)  # the default --segment_seconds
+SEGMENT = trial_sets.segment_frames_of(6.0)  # the default --segment_seconds
 CONDITIONS = ("seen", "unseen", "clean")
 
 
@@ -32,7 +34,7 @@ def run(trained_workdir, tmp_path_factory):
   shutil.copytree(trained_workdir, workdir, ignore=shutil.ignore_patterns("eval"))
   results = evaluate.evaluate(workdir, num_trials=TRIALS, make_plots=False)
   out = str(root / "export")
-  manifest = evaluate.export_trials(workdir, out, num_trials=3)  # the evaluation's 8 win
+  manifest = trial_export.export_trials(workdir, out, num_trials=3)  # the evaluation's 8 win
   return dict(workdir=workdir, results=results, out=out, manifest=manifest, root=root)
 
 
@@ -49,7 +51,7 @@ def test_export_writes_every_mixture_and_a_voxceleb_list(run):
   for condition in CONDITIONS:
     wavs = sorted(os.listdir(os.path.join(run["out"], condition)))
     assert len(wavs) == 3 * TRIALS
-    rows = verification.read_voxceleb_trials(
+    rows = trial_export.read_voxceleb_trials(
         os.path.join(run["out"], f"trials_{condition}.txt"))
     assert len(rows) == 2 * TRIALS
     for i in range(TRIALS):  # trial i: its target line, then its non-target line
@@ -70,8 +72,8 @@ def test_export_writes_every_mixture_and_a_voxceleb_list(run):
                                                   ("seen", 0, 2)])
 def test_a_wav_is_the_mixture_within_pcm16_rounding(run, condition, trial, part):
   split, trials = _split_and_trials(run, condition)
-  mixture = evaluate._trial_mixtures(split, trials[trial:trial + 1], SEGMENT,
-                                     first_source_only=condition == "clean")[part]
+  mixture = trial_sets.trial_mixtures(split, trials[trial:trial + 1], SEGMENT,
+                                      first_source_only=condition == "clean")[part]
   expected = features.istft(features.from_storage(mixture),
                             length=(len(mixture) - 1) * features.HOP_LENGTH)
   name = f"{trial:05d}_{verification.ROLES[part]}.wav"
@@ -91,7 +93,7 @@ def _own_score_lines(run) -> list[str]:
     target, nontarget = evaluate.score_trials(extractor, split, trials, SEGMENT,
                                               first_source_only=condition == "clean"
                                               )["euclidean"]
-    rows = verification.read_voxceleb_trials(
+    rows = trial_export.read_voxceleb_trials(
         os.path.join(run["out"], f"trials_{condition}.txt"))
     scores = np.stack([target, nontarget], axis=1).ravel()  # the lists' line order
     lines += [f"{label} {a} {b} {float(score)!r}" for (label, a, b), score in zip(rows, scores)]
@@ -108,7 +110,7 @@ def own_scores(run):
 
 
 def test_own_scores_read_back_give_the_evaluations_metrics(run, own_scores):
-  got = evaluate.score_file(own_scores["path"])  # the export: the file's directory
+  got = trial_export.score_file(own_scores["path"])  # the export: the file's directory
   assert list(got) == list(CONDITIONS)
   for condition in CONDITIONS:
     want = run["results"][condition]
@@ -162,7 +164,7 @@ def test_bad_score_files_give_one_line_errors(run, own_scores, tmp_path):
     path = tmp_path / f"{kind}.txt"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(errors.UserError) as e:
-      evaluate.score_file(str(path), run["out"])
+      trial_export.score_file(str(path), run["out"])
     message = str(e.value)
     assert "\n" not in message and str(path) in message, (kind, message)
     for fragment in fragments:
@@ -178,14 +180,14 @@ def test_bad_score_files_give_one_line_errors(run, own_scores, tmp_path):
 def test_export_refuses_a_directory_of_other_files(run, tmp_path):
   (tmp_path / "notes.txt").write_text("mine")
   with pytest.raises(errors.UserError, match="not a trial export"):
-    evaluate.export_trials(run["workdir"], str(tmp_path))
+    trial_export.export_trials(run["workdir"], str(tmp_path))
   assert os.listdir(tmp_path) == ["notes.txt"]
   other = run["root"] / "other_export"
   other.mkdir()
-  (other / evaluate.EXPORT_MANIFEST).write_text('{"fingerprint": "of other trials"}')
+  (other / trial_export.EXPORT_MANIFEST).write_text('{"fingerprint": "of other trials"}')
   _one_line_error(_run(f"--workdir={run['workdir']}", f"--export_trials={other}"),
                   "an export of other trials", str(other))
-  assert os.listdir(other) == [evaluate.EXPORT_MANIFEST]
+  assert os.listdir(other) == [trial_export.EXPORT_MANIFEST]
 
 
 def test_exporting_the_same_trials_again_rewrites_the_same_bytes(run):
@@ -193,7 +195,7 @@ def test_exporting_the_same_trials_again_rewrites_the_same_bytes(run):
   with open(path, "rb") as f:
     before = f.read()
   os.remove(os.path.join(run["out"], "clean", "00007_anchor.wav"))  # an export cut short
-  assert evaluate.export_trials(run["workdir"], run["out"]) == run["manifest"]
+  assert trial_export.export_trials(run["workdir"], run["out"]) == run["manifest"]
   with open(path, "rb") as f:
     assert f.read() == before
   assert os.path.exists(os.path.join(run["out"], "clean", "00007_anchor.wav"))

@@ -313,11 +313,19 @@ def _build_index(out_dir, jobs, heldout, seed) -> dict:
                               f"{sorted(set(unseen_speakers) & set(classes))[:5]}")
   unseen_of = {s: i for i, s in enumerate(unseen_speakers)}
 
-  split_rows = {"unseen": records["test"]}
+  split_rows = {}
   if "train" in records:
     for split in ("train", *heldout):
       split_rows[split] = [r for r in records["train"]
                            if split_of.get(r["utterance"], "train") == split]
+      if split in heldout and len({r["speaker"] for r in split_rows[split]}) < 2:
+        # Its mixtures (validation, seen-speaker trials) need two speakers.
+        raise corpora.CorpusError(
+            f"the {split} split would hold fewer than 2 speakers: the training speakers "
+            f"have too few utterances (at most half of a speaker's are held out, "
+            f"{dict(heldout)} asked); use speakers with more utterances or lower the "
+            "minimums (--min_seen, --min_validation)")
+  split_rows["unseen"] = records["test"]
   arrays, counts = {}, {}
   for split, rows in split_rows.items():
     label_of = unseen_of if split == "unseen" else class_of
