@@ -241,7 +241,7 @@ def _speaker_dir(root, subset: str, speaker: int):
 def _write_good_corpus(root, train=(101, 102, 103), test=(201, 202)):
   for subset, speakers in (("train", train), ("test", test)):
     for s in speakers:
-      for u in range(4):
+      for u in range(6):  # 6: 3 to train on, 2 seen and 1 validation utterance
         sf.write(str(_speaker_dir(root, subset, s) / f"{s}-7-{u:04d}.flac"),
                  conftest.synth_voice(s, u, 2.0), 16000)
 
