@@ -120,11 +120,12 @@ def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(shard_
   from_two, from_one = _restored(two, position), _restored(one)
   assert position.get_state() == {"next_index": STEPS}
   assert jax.tree.structure(from_two) == jax.tree.structure(from_one)
-  # atol: Adam divides each gradient by its own running RMS, so a parameter whose
-  # gradient is near zero moves by up to the learning rate (1e-3) on the reduction-order
-  # noise alone; 5e-5 is 5% of one such step (measured: 1.2e-5 after 4 steps).
+  # atol: Adam divides each gradient by its own running RMS, so an element whose gradient
+  # changes sign or is near zero moves by up to the learning rate (1e-3) on the
+  # reduction-order noise alone (measured: up to 1e-4 after 4 steps). A quarter of one
+  # step: a lost, doubled or other update moves by a whole one.
   for a, b in zip(jax.tree.leaves(from_two), jax.tree.leaves(from_one)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=2.5e-4)
   # ... and the same command without multi-host flags resumes it in one process.
   stderr, = _run_together([[sys.executable, "-m", "mirnet_jax.main",
                             *_main_flags(two, shard_dir, STEPS + 2)]], _env(8),
