@@ -91,10 +91,8 @@ def _seen_speaker_plots(extractor, split, eval_dir, seed, num_speakers_tsne=20,
   speakers = rng.choice(np.unique(split.label), min(num_speakers_tsne,
                                                     len(np.unique(split.label))),
                         replace=False)
-  keep = np.isin(split.label, speakers)
-  subset = shards.Split(split.source, split.record[keep], split.label[keep],
-                        split.frames[keep], split.utterance[keep])
-  maker = pipeline.MixtureMaker(subset, spec, seed, epoch_length=mixtures_tsne)
+  maker = pipeline.MixtureMaker(split.subset(np.isin(split.label, speakers)), spec, seed,
+                                epoch_length=mixtures_tsne)
   examples = [maker(i) for i in range(mixtures_tsne)]
   out = extractor.embed_windows(np.stack([e["mixture"] for e in examples]))
   labels = np.stack([e["labels"] for e in examples])

@@ -50,6 +50,8 @@ def define_flags():
                        "per speaker.")
   flags.DEFINE_integer("seed", 0, "Seed of the held-out choice.")
   flags.DEFINE_integer("utterances_per_shard", 256, "Utterances per shard.")
+  flags.DEFINE_integer("chunk_frames", shards.CHUNK_FRAMES, "STFT frames per chunk "
+                       "record: a crop reads only the chunks it covers.")
   flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
 
 
@@ -82,7 +84,8 @@ def main(argv):
                            enabled=not storage.is_remote(FLAGS.out)):
       manifest = shards.prepare(FLAGS.source, FLAGS.out, FLAGS.train_subsets,
                                 FLAGS.test_subsets, heldout, FLAGS.seed,
-                                FLAGS.utterances_per_shard, FLAGS.workers)
+                                utterances_per_shard=FLAGS.utterances_per_shard,
+                                chunk_frames=FLAGS.chunk_frames, workers=FLAGS.workers)
   except OSError as e:  # e.g. --out is a file, or not writable
     raise errors.UserError(f"{e.strerror or e}: {e.filename or FLAGS.out}") from e
   print(summary(manifest))

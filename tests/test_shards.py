@@ -38,7 +38,7 @@ def test_splits_are_disjoint(shard_dir):
   # No utterance (or record) is in two of train / validation / seen.
   for a, b in [("train", "validation"), ("train", "seen"), ("validation", "seen")]:
     assert not set(known[a].utterance) & set(known[b].utterance), (a, b)
-    assert not set(known[a].record) & set(known[b].record), (a, b)
+    assert not set(known[a].first_chunk) & set(known[b].first_chunk), (a, b)
   assert sum(len(s) for s in known.values()) == len(
       {u for s in known.values() for u in s.utterance})
   # Every training speaker keeps training data, has the two seen-test utterances a trial
@@ -109,6 +109,92 @@ def test_records_hold_the_stft_of_the_level_normalised_utterance(shard_dir, corp
   assert stored.shape == (split.frames[i], 257, 2) == (features.num_frames(len(wave)), 257, 2)
   np.testing.assert_allclose(features.from_storage(stored), features.stft(wave), atol=2e-3,
                              rtol=2e-3)
+
+
+class _CountingSource:
+  """Chunk records in memory, counting what is read (the interface Split reads)."""
+
+  def __init__(self, records):
+    self.records, self.reads, self.bytes = records, 0, 0
+
+  def __getitems__(self, keys):
+    out = [self.records[k] for k in keys]
+    self.reads += len(out)
+    self.bytes += sum(len(r) for r in out)
+    return out
+
+
+def _split_of(stored_utterances, chunk_frames):
+  """A Split over `stored_utterances` laid out as the shard writer lays them out."""
+  records, first = [], []
+  for stored in stored_utterances:
+    first.append(len(records))
+    records += [shards.encode(c) for c in shards.chunks(stored, chunk_frames)]
+  n = len(stored_utterances)
+  return shards.Split(_CountingSource(records), np.array(first), np.zeros(n, np.int32),
+                      np.array([len(u) for u in stored_utterances]),
+                      np.array([f"u{i}" for i in range(n)]), chunk_frames)
+
+
+def _padded(whole, start, count):
+  want = np.zeros((count, features.NUM_BINS, 2), features.STORAGE_DTYPE)
+  piece = whole[start:start + count]
+  want[:len(piece)] = piece
+  return want
+
+
+def test_a_crop_from_chunks_is_the_same_crop_of_the_whole_utterance_bit_for_bit():
+  rng = np.random.default_rng(0)
+  whole = [rng.standard_normal((n, features.NUM_BINS, 2)).astype(np.float16)
+           for n in (1230, 250, 100, 37)]
+  split = _split_of(whole, chunk_frames=100)
+  for i, utterance in enumerate(whole):
+    n = len(utterance)
+    # Starts and ends on, just before and just after chunk boundaries, at the end and past it.
+    for start in sorted({0, 1, 99, 100, 101, 199, 200, max(n - 300, 0), n - 1, n, n + 5}):
+      for count in (1, 99, 100, 101, 300):
+        got = split.crop(i, start, count)
+        assert got.dtype == np.float16 and got.shape == (count, features.NUM_BINS, 2)
+        np.testing.assert_array_equal(got.view(np.uint16),
+                                      _padded(utterance, start, count).view(np.uint16),
+                                      err_msg=f"utterance {i} start {start} count {count}")
+    np.testing.assert_array_equal(split.read(i).view(np.uint16), utterance.view(np.uint16))
+
+
+def test_a_crop_reads_only_the_chunks_it_covers():
+  """Bytes per 3 s crop of LibriSpeech-length utterances (12.3 s): at most 4 chunks of
+  1 s, within 1.5x the crop's own bytes; the whole utterance would be ~4x."""
+  rng = np.random.default_rng(1)
+  whole = [np.zeros((int(n), features.NUM_BINS, 2), np.float16)
+           for n in rng.normal(1230, 390, 50).clip(301, 3500)]
+  split = _split_of(whole, chunk_frames=100)
+  crop_bytes = 300 * features.NUM_BINS * 2 * 2
+  for _ in range(200):
+    i = int(rng.integers(len(whole)))
+    start = int(rng.integers(len(whole[i]) - 300 + 1))
+    before = split.source.reads, split.source.bytes
+    split.crop_pieces(i, start, 300)
+    reads, read_bytes = (split.source.reads - before[0], split.source.bytes - before[1])
+    assert reads == (start + 299) // 100 - start // 100 + 1 <= 4
+    assert read_bytes <= 1.5 * crop_bytes
+  # Nothing past the end is read; a crop wholly past it reads nothing.
+  before = split.source.reads
+  assert split.crop_pieces(0, len(whole[0]), 300) == []
+  assert split.source.reads == before
+
+
+def test_prepared_chunks_of_any_size_give_the_same_crops(corpus, shard_dir, tmp_path):
+  out = str(tmp_path / "chunks7")
+  manifest = shards.prepare(corpus["root"], out, utterances_per_shard=8, chunk_frames=7,
+                            workers=1)
+  assert manifest["chunk_frames"] == 7
+  assert shards.load_manifest(shard_dir)["chunk_frames"] == shards.CHUNK_FRAMES
+  a, b = shards.open_split(shard_dir, "unseen"), shards.open_split(out, "unseen")
+  assert len(a.source) > len(a) and len(b.source) > len(a.source)  # several chunks each
+  for i in range(len(a)):
+    for start, count in ((0, 300), (95, 13), (int(a.frames[i]) - 5, 20)):
+      np.testing.assert_array_equal(a.crop(i, start, count).view(np.uint16),
+                                    b.crop(i, start, count).view(np.uint16))
 
 
 def test_same_input_gives_identical_shards_and_reruns_resume(corpus, shard_dir, tmp_path):

@@ -118,8 +118,8 @@ def crop_sources(split: shards.Split, utterances, offsets, gains,
   past an utterance's end is zero-padded. Their sum is the mixture."""
   sources = np.zeros((len(utterances), crop_frames, features.NUM_BINS, 2), np.float32)
   for k, (utterance, offset, gain) in enumerate(zip(utterances, offsets, gains)):
-    crop = split.read(utterance)[int(offset):][:crop_frames]
-    np.multiply(crop, np.float32(gain), out=sources[k, :len(crop)])
+    for position, piece in split.crop_pieces(utterance, offset, crop_frames):
+      np.multiply(piece, np.float32(gain), out=sources[k, position:position + len(piece)])
   return sources
 
 

@@ -1,17 +1,32 @@
 """Precomputed spectrogram shards: writing (parallel, resumable) and reading.
 
 A shard directory holds
-  `<group>-NNNNN-of-MMMMM.array_record`  one record per utterance: the float16 complex STFT
-                                         `[frames, 257, 2]` as raw bytes (see features.py);
-  `<same>.json`                          its sidecar: per-record ids and frame counts, and
-                                         the files of that shard that were skipped;
-  `index.npz`                            per split: record position, label, frames, id;
-  `manifest.json`                        features, speaker-to-class map, counts, skipped.
+  `<group>-NNNNN-of-MMMMM.array_record`  each utterance as consecutive chunk records: the
+                                         float16 complex STFT of `chunk_frames` frames
+                                         (1 s), the last one shorter, `[frames, 257, 2]`
+                                         as raw bytes (see features.py);
+  `<same>.json`                          its sidecar: per-utterance ids, frame and chunk
+                                         counts, and the files of that shard that were
+                                         skipped;
+  `index.npz`                            per split: first chunk record, label, frames, id;
+  `manifest.json`                        features, chunk size, speaker-to-class map,
+                                         counts, skipped.
 Groups: `train` (the training subsets) and `test` (the other subsets). Splits: `train`,
 `validation` (checkpoint selection) and `seen` (the seen-speaker test trials): disjoint
 utterances of the training speakers, chosen per speaker at prepare time, all in group
 `train`; and `unseen` (speakers of the test subsets only, group `test`). A corpus prepared
 for evaluation only (no training subsets) has the `unseen` split alone.
+
+Why chunks: a training mixture takes a 3 s crop of each source, and a LibriSpeech
+utterance averages 12 s (up to 35 s). ArrayRecord reads whole records, so an utterance
+stored as one record costs about 4x the bytes its crop needs, on every read (from
+Cloud Storage: tens of TB over a TPU run). With 1 s chunks a crop of C frames at any
+offset touches at most ceil(C / 100) + 1 chunks: for 3 s, at most 4 (1.33x its bytes),
+3.99 on average. Smaller chunks would cut that further but multiply the records read
+per crop (each a request on Cloud Storage; ArrayRecord issues one crop's in parallel);
+100 KB records are where ranged reads are efficient. `Split.crop` reads only the
+chunks a crop covers, for every reader (training and validation mixtures, trials,
+separation references and targets).
 
 Every file is written under a temporary name and renamed, and a shard whose sidecar
 exists is not written again, so an interrupted preparation resumes where it stopped.
@@ -42,7 +57,9 @@ from mirnet_jax.data import corpora
 from mirnet_jax.data import sources
 
 # 2: `validation` and `seen` replaced the one `heldout` split, which served both.
-FORMAT_VERSION = 2
+# 3: utterances stored as chunk records (crop-sized reads), not one record each.
+FORMAT_VERSION = 3
+CHUNK_FRAMES = 100  # 1 s: see the module docstring
 MANIFEST = "manifest.json"
 INDEX = "index.npz"
 PLAN = "plan.json"
@@ -68,6 +85,12 @@ def encode(stored: np.ndarray) -> bytes:
 def decode(record: bytes) -> np.ndarray:
   """Record bytes -> read-only float16 `[frames, 257, 2]` view (no copy)."""
   return np.frombuffer(record, features.STORAGE_DTYPE).reshape(-1, features.NUM_BINS, 2)
+
+
+def chunks(stored: np.ndarray, chunk_frames: int) -> list[np.ndarray]:
+  """The chunk records' contents of one stored utterance, in order."""
+  return [stored[start:start + chunk_frames]
+          for start in range(0, len(stored), chunk_frames)]
 
 
 def utterance_to_stored(open_blocks, whole_seconds: float = 60.0,
@@ -106,6 +129,7 @@ class ShardJob:
   source: str
   path: str
   refs: tuple
+  chunk_frames: int = CHUNK_FRAMES
 
 
 _CORPUS_CACHE = {}
@@ -131,7 +155,10 @@ def _write_shard(job: ShardJob) -> str:
                      frames=int(stored.shape[0]), samples=samples, scale=scale)
         if row is None:
           continue
-        writer.write(encode(stored))
+        pieces = chunks(stored, job.chunk_frames)
+        for piece in pieces:
+          writer.write(encode(piece))
+        row["chunks"] = len(pieces)
         records.append(row)
     finally:
       writer.close()
@@ -145,10 +172,11 @@ def _sidecar(path: str) -> str:
 
 
 def plan_shards(out_dir: str, source: str, group: str, refs: list,
-                utterances_per_shard: int) -> list[ShardJob]:
+                utterances_per_shard: int, chunk_frames: int = CHUNK_FRAMES) -> list[ShardJob]:
   n = max(1, -(-len(refs) // utterances_per_shard))
   return [ShardJob(source, os.path.join(out_dir, f"{group}-{k:05d}-of-{n:05d}.array_record"),
-                   tuple(refs[k * utterances_per_shard:(k + 1) * utterances_per_shard]))
+                   tuple(refs[k * utterances_per_shard:(k + 1) * utterances_per_shard]),
+                   chunk_frames)
           for k in range(n)]
 
 
@@ -175,7 +203,8 @@ def choose_heldout(utterances: list[str], shares: dict, seed: int,
 
 def prepare(source: str, out_dir: str, train_subsets=("train*",),
             test_subsets=("dev*", "test*"), heldout: dict | None = None, seed: int = 0,
-            utterances_per_shard: int = 256, workers: int | None = None) -> dict:
+            utterances_per_shard: int = 256, chunk_frames: int = CHUNK_FRAMES,
+            workers: int | None = None) -> dict:
   """Writes the shards, index and manifest of `source` into `out_dir`; returns the manifest.
 
   Args:
@@ -188,11 +217,14 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
       of training for `seen` and `validation` (default HELDOUT_DEFAULTS).
     seed: seeds the held-out choice.
     utterances_per_shard: shard size.
+    chunk_frames: frames per chunk record (see the module docstring).
     workers: processes (default: all cores).
   """
   heldout = dict(HELDOUT_DEFAULTS if heldout is None else heldout)
   if sorted(heldout) != sorted(HELDOUT_DEFAULTS):
     raise ValueError(f"heldout needs the splits {sorted(HELDOUT_DEFAULTS)}, got {sorted(heldout)}")
+  if chunk_frames < 1:
+    raise ShardError(f"chunk_frames must be at least 1, got {chunk_frames}")
   if storage.is_remote(out_dir):
     raise ShardError(f"prepare writes to local disk only, not {out_dir}: prepare into a "
                      "local directory, then copy it with `gcloud storage rsync --recursive "
@@ -223,7 +255,7 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
 
   plan = dict(format_version=FORMAT_VERSION, features=features.feature_params(),
               source=source, subsets=groups, utterances_per_shard=utterances_per_shard,
-              refs={g: [r.locator for r in rs] for g, rs in refs.items()})
+              chunk_frames=chunk_frames, refs={g: [r.locator for r in rs] for g, rs in refs.items()})
   plan_path = os.path.join(out_dir, PLAN)
   if os.path.exists(plan_path):
     with open(plan_path) as f:
@@ -233,7 +265,7 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
   else:
     storage.write_json(plan_path, plan)
 
-  jobs = {g: plan_shards(out_dir, source, g, rs, utterances_per_shard)
+  jobs = {g: plan_shards(out_dir, source, g, rs, utterances_per_shard, chunk_frames)
           for g, rs in refs.items()}
   todo = [j for js in jobs.values() for j in js if not os.path.exists(_sidecar(j.path))]
   logging.info("%d of %d shards to write", len(todo), sum(len(j) for j in jobs.values()))
@@ -251,7 +283,7 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
   _check_usable(jobs, source)
   manifest = _build_index(out_dir, jobs, heldout, seed)
   manifest.update(format_version=FORMAT_VERSION, features=features.feature_params(),
-                  source=source, subsets=groups,
+                  chunk_frames=chunk_frames, source=source, subsets=groups,
                   shards={g: [os.path.basename(j.path) for j in js] for g, js in jobs.items()},
                   heldout=dict(seed=seed, **{
                       split: dict(fraction=fraction, min_per_speaker=minimum)
@@ -294,8 +326,12 @@ def _build_index(out_dir, jobs, heldout, seed) -> dict:
         side = json.load(f)
       rows.extend(side["records"])
       skipped.extend(side["skipped"])
-    for position, row in enumerate(rows):
-      row["record"] = position
+    # Chunk records are numbered across the group's shards in order (as
+    # ArrayRecordDataSource numbers them); an utterance's chunks are consecutive.
+    first = 0
+    for row in rows:
+      row["first_chunk"] = first
+      first += row["chunks"]
     records[group] = rows
 
   by_speaker = {}
@@ -329,7 +365,7 @@ def _build_index(out_dir, jobs, heldout, seed) -> dict:
   arrays, counts = {}, {}
   for split, rows in split_rows.items():
     label_of = unseen_of if split == "unseen" else class_of
-    arrays[f"{split}.record"] = np.array([r["record"] for r in rows], np.int64)
+    arrays[f"{split}.first_chunk"] = np.array([r["first_chunk"] for r in rows], np.int64)
     arrays[f"{split}.label"] = np.array([label_of[r["speaker"]] for r in rows], np.int32)
     arrays[f"{split}.frames"] = np.array([r["frames"] for r in rows], np.int32)
     arrays[f"{split}.utterance"] = np.array([r["utterance"] for r in rows], dtype=str)
@@ -350,19 +386,55 @@ def _speaker_sort_key(speaker: str):
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-  """One split of a shard directory: a random-access source of records and its index."""
+  """One split of a shard directory: a random-access source of chunk records and its
+  index (one entry per utterance)."""
   source: grain.sources.ArrayRecordDataSource
-  record: np.ndarray  # record position in `source`, per utterance
+  first_chunk: np.ndarray  # the record position of each utterance's first chunk
   label: np.ndarray   # class (train/validation/seen) or unseen-speaker index, per utterance
   frames: np.ndarray
   utterance: np.ndarray
+  chunk_frames: int = CHUNK_FRAMES
 
   def __len__(self):
-    return len(self.record)
+    return len(self.first_chunk)
+
+  def subset(self, keep: np.ndarray) -> "Split":
+    """The utterances selected by `keep` (a mask or indices), reading the same records."""
+    return dataclasses.replace(self, first_chunk=self.first_chunk[keep],
+                               label=self.label[keep], frames=self.frames[keep],
+                               utterance=self.utterance[keep])
+
+  def crop_pieces(self, i: int, start: int, count: int) -> list[tuple[int, np.ndarray]]:
+    """Frames [start, start + count) of utterance `i` as (position in the crop, float16
+    `[n, 257, 2]` read-only view) pieces, reading only the chunk records they cover.
+    Frames past the utterance's end are not in any piece (the caller's padding)."""
+    stop = min(int(start) + int(count), int(self.frames[i]))
+    start = max(int(start), 0)
+    if stop <= start:
+      return []
+    size = self.chunk_frames
+    first, last = start // size, (stop - 1) // size
+    base = int(self.first_chunk[i])
+    records = self.source.__getitems__(range(base + first, base + last + 1))
+    pieces, position = [], 0
+    for k, record in zip(range(first, last + 1), records):
+      chunk = decode(record)
+      piece = chunk[max(start - k * size, 0):stop - k * size]
+      pieces.append((position, piece))
+      position += len(piece)
+    return pieces
+
+  def crop(self, i: int, start: int, count: int) -> np.ndarray:
+    """Frames [start, start + count) of utterance `i`, float16 `[count, 257, 2]`, zero
+    past its end (silence: what a shorter waveform gives)."""
+    out = np.zeros((int(count), features.NUM_BINS, 2), features.STORAGE_DTYPE)
+    for position, piece in self.crop_pieces(i, start, count):
+      out[position:position + len(piece)] = piece
+    return out
 
   def read(self, i: int) -> np.ndarray:
-    """The stored STFT of utterance `i` of this split, float16 `[frames, 257, 2]`."""
-    return decode(self.source[int(self.record[i])])
+    """The whole stored STFT of utterance `i`, float16 `[frames, 257, 2]`."""
+    return self.crop(i, 0, int(self.frames[i]))
 
 
 def utterances_by_speaker(labels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -420,9 +492,11 @@ def open_split(shard_dir: str, split: str, manifest: dict | None = None) -> Spli
                      f"{missing[0]}); prepare it again")
   index_bytes = (epath.Path(shard_dir) / INDEX).read_bytes()
   with np.load(io.BytesIO(index_bytes)) as index:
-    fields = {k: index[f"{split}.{k}"] for k in ("record", "label", "frames", "utterance")}
+    fields = {k: index[f"{split}.{k}"]
+              for k in ("first_chunk", "label", "frames", "utterance")}
   # gs:// URLs go to ArrayRecord as they are: its reader opens them with a Cloud Storage
   # client of its own (ranged reads, Application Default Credentials: on a TPU VM, its
   # service account).
   paths = [os.path.join(shard_dir, name) for name in names]
-  return Split(grain.sources.ArrayRecordDataSource(paths), **fields)
+  return Split(grain.sources.ArrayRecordDataSource(paths), **fields,
+               chunk_frames=int(manifest["chunk_frames"]))
