@@ -148,3 +148,13 @@ def test_finite_pass_for_evaluation(shard_dir):
 def test_epoch_length_from_hours():
   assert pipeline.examples_per_epoch(93, SPEC) == 111600  # the paper's 93 h of 3 s mixtures
   assert SPEC.crop_seconds == 3.0
+
+
+def test_the_fast_half_to_float_scaling_is_the_cast_times_the_gain_bit_for_bit():
+  halves = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+  halves = halves[np.isfinite(halves)]  # every finite half: subnormals, zeros, extremes
+  for gain in (1.0, 0.5623413, 1.7782794, 0.1):
+    out = np.empty(halves.shape, np.float32)
+    pipeline.scaled_float32(halves, gain, out)
+    want = halves.astype(np.float32) * np.float32(gain)
+    np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))

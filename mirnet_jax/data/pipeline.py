@@ -119,8 +119,32 @@ def crop_sources(split: shards.Split, utterances, offsets, gains,
   sources = np.zeros((len(utterances), crop_frames, features.NUM_BINS, 2), np.float32)
   for k, (utterance, offset, gain) in enumerate(zip(utterances, offsets, gains)):
     for position, piece in split.crop_pieces(utterance, offset, crop_frames):
-      np.multiply(piece, np.float32(gain), out=sources[k, position:position + len(piece)])
+      scaled_float32(piece, gain, out=sources[k, position:position + len(piece)])
   return sources
+
+
+_SIGN = np.uint32(0x80000000)
+_HALF_MAGNITUDE = np.uint32(0x7fff)
+
+
+def scaled_float32(half: np.ndarray, gain: float, out: np.ndarray) -> np.ndarray:
+  """`out[...] = float32(half) * float32(gain)`, bit for bit, 3x faster than numpy's
+  float16 cast (scalar code on every CPU measured; the mixing's main cost).
+
+  A half's magnitude bits shifted into a float32's place read as that half times 2**-112,
+  normal or subnormal alike, so one float32 multiply by 2**112 * gain (exact: a power of
+  two times the gain) rounds once, as the product of the cast value would. Finite halves
+  only (shards hold no inf or NaN: prepare rejects non-finite audio).
+  """
+  bits = out.view(np.uint32)
+  np.copyto(bits, half.view(np.uint16), casting="unsafe")
+  sign = np.left_shift(bits, 16)
+  np.bitwise_and(sign, _SIGN, out=sign)
+  np.bitwise_and(bits, _HALF_MAGNITUDE, out=bits)
+  np.left_shift(bits, 13, out=bits)
+  np.bitwise_or(bits, sign, out=bits)
+  np.multiply(out, np.float32(2.0 ** 112) * np.float32(gain), out=out)
+  return out
 
 
 def global_index(local_index: int, local_batch: int, process_index: int,

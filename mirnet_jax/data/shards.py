@@ -41,12 +41,12 @@ import io
 import json
 import multiprocessing
 import os
+import threading
 import zlib
 
 from absl import logging
 from array_record.python import array_record_module
 from etils import epath
-import grain
 import numpy as np
 
 from mirnet_jax import errors
@@ -71,7 +71,7 @@ HELDOUT_DEFAULTS = {"seen": (0.1, 2), "validation": (0.05, 1)}
 # Utterances are scaled to this RMS (-25 dBFS) before the STFT, so that the pipeline's
 # random gains set the relative level of the sources whatever the recording level.
 TARGET_RMS = 10 ** (-25 / 20)
-_WRITER_OPTIONS = "group_size:1,uncompressed"  # random access to single records
+WRITER_OPTIONS = "group_size:1,uncompressed"  # random access to single records
 
 
 class ShardError(errors.UserError):
@@ -143,7 +143,7 @@ def _write_shard(job: ShardJob) -> str:
   skipped = corpora.Skipped()
   records = []
   with storage.atomic_path(job.path) as tmp:
-    writer = array_record_module.ArrayRecordWriter(tmp, _WRITER_OPTIONS)
+    writer = array_record_module.ArrayRecordWriter(tmp, WRITER_OPTIONS)
     try:
       for ref in job.refs:
         row = None
@@ -317,15 +317,17 @@ def _check_usable(jobs: dict, source: str):
 
 def _build_index(out_dir, jobs, heldout, seed) -> dict:
   """Reads the sidecars and writes `index.npz`; returns the manifest's counts."""
-  records = {}
+  records, shard_chunks = {}, {}
   skipped = []
   for group, group_jobs in jobs.items():
     rows = []
+    shard_chunks[group] = []
     for job in group_jobs:
       with open(_sidecar(job.path)) as f:
         side = json.load(f)
       rows.extend(side["records"])
       skipped.extend(side["skipped"])
+      shard_chunks[group].append(sum(r["chunks"] for r in side["records"]))
     # Chunk records are numbered across the group's shards in order (as
     # ArrayRecordDataSource numbers them); an utterance's chunks are consecutive.
     first = 0
@@ -362,11 +364,21 @@ def _build_index(out_dir, jobs, heldout, seed) -> dict:
             f"{dict(heldout)} asked); use speakers with more utterances or lower the "
             "minimums (--min_seen, --min_validation)")
   split_rows["unseen"] = records["test"]
+  labels = {split: unseen_of if split == "unseen" else class_of for split in split_rows}
+  counts = write_index(out_dir, split_rows, labels)
+  return dict(num_classes=len(classes), classes=classes, unseen_speakers=unseen_speakers,
+              splits=counts, shard_chunks=shard_chunks, skipped=skipped,
+              num_skipped=len(skipped))
+
+
+def write_index(out_dir: str, split_rows: dict, labels: dict) -> dict:
+  """Writes `index.npz` from {split: sidecar rows (with `first_chunk`)} and {split:
+  {speaker: label}}; returns the manifest's per-split counts."""
   arrays, counts = {}, {}
   for split, rows in split_rows.items():
-    label_of = unseen_of if split == "unseen" else class_of
     arrays[f"{split}.first_chunk"] = np.array([r["first_chunk"] for r in rows], np.int64)
-    arrays[f"{split}.label"] = np.array([label_of[r["speaker"]] for r in rows], np.int32)
+    arrays[f"{split}.label"] = np.array([labels[split][r["speaker"]] for r in rows],
+                                        np.int32)
     arrays[f"{split}.frames"] = np.array([r["frames"] for r in rows], np.int32)
     arrays[f"{split}.utterance"] = np.array([r["utterance"] for r in rows], dtype=str)
     samples = sum(r["samples"] for r in rows)
@@ -374,8 +386,7 @@ def _build_index(out_dir, jobs, heldout, seed) -> dict:
                          hours=round(samples / features.SAMPLE_RATE / 3600, 4))
   with storage.atomic_path(os.path.join(out_dir, INDEX), suffix=".npz") as tmp:
     np.savez(tmp, **arrays)  # with a name ending in .npz, savez adds no second one
-  return dict(num_classes=len(classes), classes=classes, unseen_speakers=unseen_speakers,
-              splits=counts, skipped=skipped, num_skipped=len(skipped))
+  return counts
 
 
 def _speaker_sort_key(speaker: str):
@@ -384,11 +395,60 @@ def _speaker_sort_key(speaker: str):
 
 # ---------------------------------------------------------------------------- reading
 
+class ChunkRecords:
+  """The chunk records of one group's shard files, numbered across them in order.
+
+  `read(begin, end)` returns records [begin, end) of one file (an utterance's chunks are
+  consecutive in the file that holds it) in one ArrayRecord call, which reads them in
+  parallel: no thread pool per call, as grain's ArrayRecordDataSource.__getitems__
+  starts, which cost more than the reading itself. A reader per file is opened on first
+  use, and again in each process the object is pickled to (grain's workers). gs://
+  paths go to ArrayRecord as they are: it opens them with a Cloud Storage client of its
+  own (ranged reads, Application Default Credentials: on a TPU VM, its service account).
+  """
+
+  def __init__(self, paths: list[str], counts: list[int]):
+    self.paths = list(paths)
+    self.starts = np.cumsum([0, *counts])
+    self._readers = [None] * len(self.paths)
+    self._lock = threading.Lock()
+
+  def __len__(self) -> int:
+    return int(self.starts[-1])
+
+  def read(self, begin: int, end: int) -> list[bytes]:
+    file = int(np.searchsorted(self.starts, begin, side="right")) - 1
+    offset = int(self.starts[file])
+    if end > int(self.starts[file + 1]):
+      raise IndexError(f"records [{begin}, {end}) span two shard files")
+    return self._reader(file).read(begin - offset, end - offset)
+
+  def _reader(self, file: int):
+    reader = self._readers[file]
+    if reader is None:
+      with self._lock:
+        reader = self._readers[file]
+        if reader is None:
+          # No read-ahead: the records read are never the next ones.
+          reader = array_record_module.ArrayRecordReader(self.paths[file],
+                                                         "readahead_buffer_size:0,max_parallelism:1")
+          self._readers[file] = reader
+    return reader
+
+  def __getstate__(self):
+    return dict(paths=self.paths, starts=self.starts)
+
+  def __setstate__(self, state):
+    self.paths, self.starts = state["paths"], state["starts"]
+    self._readers = [None] * len(self.paths)
+    self._lock = threading.Lock()
+
+
 @dataclasses.dataclass(frozen=True)
 class Split:
   """One split of a shard directory: a random-access source of chunk records and its
   index (one entry per utterance)."""
-  source: grain.sources.ArrayRecordDataSource
+  source: ChunkRecords
   first_chunk: np.ndarray  # the record position of each utterance's first chunk
   label: np.ndarray   # class (train/validation/seen) or unseen-speaker index, per utterance
   frames: np.ndarray
@@ -415,7 +475,7 @@ class Split:
     size = self.chunk_frames
     first, last = start // size, (stop - 1) // size
     base = int(self.first_chunk[i])
-    records = self.source.__getitems__(range(base + first, base + last + 1))
+    records = self.source.read(base + first, base + last + 1)
     pieces, position = [], 0
     for k, record in zip(range(first, last + 1), records):
       chunk = decode(record)
@@ -494,9 +554,7 @@ def open_split(shard_dir: str, split: str, manifest: dict | None = None) -> Spli
   with np.load(io.BytesIO(index_bytes)) as index:
     fields = {k: index[f"{split}.{k}"]
               for k in ("first_chunk", "label", "frames", "utterance")}
-  # gs:// URLs go to ArrayRecord as they are: its reader opens them with a Cloud Storage
-  # client of its own (ranged reads, Application Default Credentials: on a TPU VM, its
-  # service account).
   paths = [os.path.join(shard_dir, name) for name in names]
-  return Split(grain.sources.ArrayRecordDataSource(paths), **fields,
+  counts = manifest["shard_chunks"][SPLIT_GROUP[split]]
+  return Split(ChunkRecords(paths, counts), **fields,
                chunk_frames=int(manifest["chunk_frames"]))
