@@ -4,16 +4,23 @@ r"""Benchmark: train step, input pipeline and embedding extraction on this machi
       [--dtype=float32|bfloat16] [--shards=DIR] [--steps=3] [--profile_dir=DIR]
 
 Prints a human-readable table, then one JSON object with at least `device`,
-`train_examples_per_s`, `train_flops_fraction_of_matmul_peak`,
-`pipeline_mixtures_per_s_per_core` and `extract_mixtures_per_s`.
+`cpu` (model and vector extensions), `jax_version`, `train_examples_per_s`,
+`train_flops_fraction_of_matmul_peak`, `pipeline_bytes_per_mixture`,
+`pipeline_mixtures_per_s_per_core`, `pipeline_mixtures_per_s_per_core_workers`,
+`end_to_end_fraction_of_step` and `extract_mixtures_per_s`.
 
 * Train step: the config's model (default: the paper's size) on random 3 s mixtures,
   compiled ahead of time; FLOPs per step from `step_flops` (the model's count on every
   backend: on GPUs and TPUs from a CPU lowering); the achieved FLOP/s as a fraction of the
   peak measured in this process by a large matrix multiply in the same dtype (the
   practical limit of the backend).
-* Pipeline: the real grain pipeline over `--shards` (default: a small synthetic corpus
-  prepared in a temporary directory), in-process reading threads, one per core.
+* Pipeline: the real grain pipeline over `--shards` (default: LibriSpeech-shaped
+  synthetic shards, data/synthetic.py, written to a temporary directory): bytes read per
+  mixture; mixtures/s with in-process reading threads (one per core) and with grain
+  worker processes (1, 2, ... up to the cores).
+* End to end: the pipeline (the config's workers and threads) feeding the jitted train
+  step, as a fraction of the same step on an in-memory batch
+  (`end_to_end_fraction_of_step`).
 * Extraction: the jitted forward pass of the extractor on batches of mixtures.
 * `--profile_dir`: two more train steps under `jax.profiler`, a trace for TensorBoard's
   profile plugin, XProf or Perfetto; the table then lists the ops that took the most
@@ -22,11 +29,13 @@ Prints a human-readable table, then one JSON object with at least `device`,
 """
 
 import collections
+import dataclasses
 import functools
 import glob
 import gzip
 import json
 import os
+import platform
 import tempfile
 import time
 
@@ -39,11 +48,13 @@ import numpy as np
 from mirnet_jax import cli
 from mirnet_jax import configs
 from mirnet_jax import errors
+from mirnet_jax import features
 from mirnet_jax import tasks
 from mirnet_jax import train
 from mirnet_jax import train_state
 from mirnet_jax.data import pipeline
 from mirnet_jax.data import shards
+from mirnet_jax.data import synthetic
 
 FLAGS = flags.FLAGS
 
@@ -59,7 +70,12 @@ def define_flags():
   flags.DEFINE_string("shards", None, "Shards for the pipeline benchmark.")
   flags.DEFINE_integer("steps", 3, "Timed train steps (after one warm-up step).")
   flags.DEFINE_integer("num_classes", 251, "Classifier size (train-clean-100: 251).")
-  flags.DEFINE_float("pipeline_seconds", 10.0, "Pipeline timing window.")
+  flags.DEFINE_float("pipeline_seconds", 10.0, "Pipeline timing window (per setting).")
+  flags.DEFINE_integer("pipeline_speakers", 2000, "Speakers of the LibriSpeech-shaped "
+                       "synthetic corpus timed when no --shards are given (one "
+                       "utterance each, 12.3 s on average: ~1.2 MB each on disk).")
+  flags.DEFINE_integer("end_to_end_steps", 5, "Train steps fed by the real pipeline "
+                       "(0: skip the end-to-end measure).")
   flags.DEFINE_string("profile_dir", None, "Write a jax.profiler trace of two train steps "
                       "here and list the costliest ops.")
 
@@ -211,49 +227,123 @@ def bench_extract(task, batch_size: int = 16) -> dict:
   return dict(extract_batch_size=batch_size, extract_mixtures_per_s=batch_size / seconds)
 
 
-def bench_pipeline(shard_dir: str | None, crop_frames: int, seconds: float) -> dict:
-  threads = os.cpu_count() or 1
-  with tempfile.TemporaryDirectory() as tmp:
-    if shard_dir is None:
-      shard_dir = _synthetic_shards(tmp)
-    spec = pipeline.MixtureSpec(crop_frames=crop_frames)
-    ds = pipeline.make_dataset(shard_dir, "train", spec, seed=0, epoch_length=10 ** 6,
-                               local_batch=32, read_threads=threads)
-    it = iter(ds)
-    next(it)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-      count += len(next(it)["labels"])
-    rate = count / (time.perf_counter() - start)
-  return dict(pipeline_threads=threads, pipeline_mixtures_per_s=rate,
-              pipeline_mixtures_per_s_per_core=rate / threads)
+class _CountingRecords:
+  """A Split's chunk records, counting the bytes read through them."""
+
+  def __init__(self, records):
+    self.records, self.bytes = records, 0
+
+  def __len__(self):
+    return len(self.records)
+
+  def read(self, begin, end):
+    out = self.records.read(begin, end)
+    self.bytes += sum(len(r) for r in out)
+    return out
 
 
-def _synthetic_shards(tmp: str) -> str:
-  """Shards of a small synthetic corpus (harmonic tones, 8 speakers x 6 utterances of
-  4-12 s), so the pipeline can be timed without a prepared corpus."""
-  import soundfile as sf  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(0)
-  for subset, speakers in (("train", range(8)), ("test", range(8, 12))):
-    for s in speakers:
-      d = os.path.join(tmp, "corpus", subset, str(100 + s), "1")
-      os.makedirs(d)
-      for u in range(6):
-        t = np.arange(int(rng.uniform(4, 12) * 16000)) / 16000
-        wave = sum(np.sin(2 * np.pi * (90 + 9 * s) * h * t) / h for h in range(1, 5))
-        sf.write(os.path.join(d, f"{100 + s}-1-{u:04d}.flac"), 0.1 * wave, 16000)
-  out = os.path.join(tmp, "shards")
-  shards.prepare(os.path.join(tmp, "corpus"), out, workers=1)
-  return out
+def pipeline_bytes(shard_dir: str, spec, mixtures: int = 500) -> dict:
+  """Bytes read per mixture (and what reading each source's whole utterance, the format
+  before chunks, would have read), over `mixtures` of the training stream."""
+  split = shards.open_split(shard_dir, "train")
+  counting = dataclasses.replace(split, source=_CountingRecords(split.source))
+  maker = pipeline.MixtureMaker(counting, spec, seed=0, epoch_length=10 ** 6)
+  frame_bytes = features.NUM_BINS * 2 * np.dtype(features.STORAGE_DTYPE).itemsize
+  whole = 0
+  for i in range(mixtures):
+    example = maker(i)
+    whole += int(split.frames[example["utterances"]].sum()) * frame_bytes
+  return dict(pipeline_bytes_per_mixture=counting.source.bytes / mixtures,
+              pipeline_whole_utterance_bytes_per_mixture=whole / mixtures,
+              pipeline_crop_bytes_per_mixture=spec.num_speakers * spec.crop_frames
+              * frame_bytes)
+
+
+def _pipeline_rate(shard_dir, spec, seconds, workers, threads, batch=32) -> float:
+  ds = pipeline.make_dataset(shard_dir, "train", spec, seed=0, epoch_length=10 ** 6,
+                             local_batch=batch, workers=workers, read_threads=threads)
+  it = iter(ds)
+  next(it)  # started (worker processes spawned) before the clock starts
+  count, start = 0, time.perf_counter()
+  while time.perf_counter() - start < seconds:
+    count += len(next(it)["labels"])
+  rate = count / (time.perf_counter() - start)
+  if hasattr(it, "close"):
+    it.close()
+  return rate
+
+
+def bench_pipeline(shard_dir: str, crop_frames: int, seconds: float) -> dict:
+  """Mixtures/s of the real grain pipeline: in-process reading threads (one per core),
+  then grain worker processes 1, 2, ... up to the cores (one reading thread each)."""
+  cores = os.cpu_count() or 1
+  spec = pipeline.MixtureSpec(crop_frames=crop_frames)
+  result = pipeline_bytes(shard_dir, spec)
+  rate = _pipeline_rate(shard_dir, spec, seconds, workers=0, threads=cores)
+  result.update(pipeline_threads=cores, pipeline_mixtures_per_s=rate,
+                pipeline_mixtures_per_s_per_core=rate / cores)
+  by_workers = {}
+  for workers in sorted({*range(1, min(cores, 4) + 1), cores}):
+    by_workers[workers] = _pipeline_rate(shard_dir, spec, seconds, workers, threads=1)
+  result["pipeline_mixtures_per_s_by_workers"] = by_workers
+  result["pipeline_mixtures_per_s_per_core_workers"] = by_workers[cores] / cores
+  if 1 in by_workers and 2 in by_workers:
+    result["pipeline_two_workers_over_one"] = by_workers[2] / by_workers[1]
+  return result
+
+
+def bench_end_to_end(config, shard_dir: str, batch_size: int, steps: int,
+                     workers: int) -> dict:
+  """The real pipeline feeding the real jitted train step, as a fraction of the same
+  compiled step on one batch held in memory (timed alternately in one process). On a
+  CPU backend the pipeline and the step share the cores: the fraction is what this
+  machine would train at, not what the pipeline alone gives."""
+  manifest = shards.load_manifest(shard_dir)
+  task = tasks.create(config, manifest["num_classes"])
+  mesh = train_state.make_mesh()
+  tx, schedule = train_state.make_optimizer(config)
+  state, state_sharding = train_state.create_state(task, tx, mesh, jax.random.key(0))
+  sharding = jax.sharding.NamedSharding(mesh, P("data"))
+  step = jax.jit(functools.partial(train.train_step, task=task, tx=tx, schedule=schedule),
+                 in_shardings=(state_sharding, sharding), donate_argnums=0)
+  spec = pipeline.MixtureSpec(crop_frames=int(config.data.crop_frames))
+  ds = pipeline.make_dataset(shard_dir, "train", spec, seed=0, epoch_length=10 ** 6,
+                             local_batch=batch_size, workers=workers,
+                             read_threads=int(config.data.read_threads))
+  it = iter(ds)
+  keys = task.input_keys
+  fixed = train.to_global(next(it), sharding, keys)
+  holder = [state]
+
+  def run_steps(next_batch) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+      holder[0], metrics = step(holder[0], next_batch())
+    jax.block_until_ready(metrics)
+    return time.perf_counter() - start
+
+  run_steps(lambda: fixed)  # compiles
+  synthetic, fed = float("inf"), float("inf")
+  for _ in range(2):
+    synthetic = min(synthetic, run_steps(lambda: fixed))
+    fed = min(fed, run_steps(lambda: train.to_global(next(it), sharding, keys)))
+  if hasattr(it, "close"):
+    it.close()
+  return dict(end_to_end_workers=workers, end_to_end_batch_size=batch_size,
+              end_to_end_examples_per_s=steps * batch_size / fed,
+              end_to_end_step_examples_per_s=steps * batch_size / synthetic,
+              end_to_end_fraction_of_step=synthetic / fed)
 
 
 def run(config, batch_size: int, dtype: str, shard_dir: str | None, steps: int,
-        num_classes: int, pipeline_seconds: float, profile_dir: str | None = None) -> dict:
+        num_classes: int, pipeline_seconds: float, profile_dir: str | None = None,
+        pipeline_speakers: int = 2000, end_to_end_steps: int = 5) -> dict:
   config = config.copy_and_resolve_references()
   config.model.dtype = dtype
   device = jax.devices()[0]
   result = dict(device=f"{device.platform}:{device.device_kind}",
-                device_count=jax.device_count(), cpu_cores=os.cpu_count(), dtype=dtype,
+                device_count=jax.device_count(), cpu_cores=os.cpu_count(),
+                cpu=cpu_description(), jax_version=jax.__version__, dtype=dtype,
                 crop_frames=int(config.data.crop_frames))
   task = tasks.create(config, num_classes)
   result.update(bench_train(config, task, batch_size, num_classes, steps, profile_dir))
@@ -261,10 +351,37 @@ def run(config, batch_size: int, dtype: str, shard_dir: str | None, steps: int,
   result["train_flops_fraction_of_matmul_peak"] = (
       result["train_flops_per_s"] / result["matmul_peak_flops_per_s"])
   result.update(bench_extract(task))
-  result.update(bench_pipeline(shard_dir, int(config.data.crop_frames), pipeline_seconds))
+  with tempfile.TemporaryDirectory() as tmp:
+    if shard_dir is None:
+      shard_dir = os.path.join(tmp, "shards")
+      synthetic.write(shard_dir, speakers=pipeline_speakers)
+      result["pipeline_corpus"] = (f"synthetic, LibriSpeech-shaped: {pipeline_speakers} "
+                                   f"speakers, {synthetic.MEAN_SECONDS} s mean")
+    else:
+      result["pipeline_corpus"] = shard_dir
+    result.update(bench_pipeline(shard_dir, int(config.data.crop_frames), pipeline_seconds))
+    if end_to_end_steps:
+      workers = int(config.data.workers) or 0
+      result.update(bench_end_to_end(config, shard_dir, batch_size, end_to_end_steps,
+                                     min(workers, os.cpu_count() or 1)))
   result["pipeline_keeps_up"] = (result["pipeline_mixtures_per_s"]
                                  >= result["train_examples_per_s"])
   return result
+
+
+def cpu_description() -> str:
+  """The CPU model and its widest vector extensions (from /proc/cpuinfo, Linux only)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      info = f.read()
+  except OSError:
+    return platform.processor() or platform.machine()
+  model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                if line.startswith("model name")), platform.machine())
+  flags_line = next((line for line in info.splitlines() if line.startswith("flags")), "")
+  present = set(flags_line.split())
+  vector = [x for x in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if x in present]
+  return f"{model} ({', '.join(vector) or 'no AVX2'})"
 
 
 def table(result: dict) -> str:
@@ -279,8 +396,23 @@ def table(result: dict) -> str:
           ("pipeline", f"{result['pipeline_mixtures_per_s']:.0f} mixtures/s on "
                        f"{result['pipeline_threads']} threads = "
                        f"{result['pipeline_mixtures_per_s_per_core']:.0f}/core "
-                       f"(keeps up: {result['pipeline_keeps_up']})"),
+                       f"(keeps up: {result['pipeline_keeps_up']}); "
+                       f"{result['pipeline_corpus']}"),
+          ("workers", ", ".join(f"{w}: {r:.0f}/s" for w, r in
+                                result["pipeline_mixtures_per_s_by_workers"].items())
+           + f" = {result['pipeline_mixtures_per_s_per_core_workers']:.0f}/core at "
+             f"{max(result['pipeline_mixtures_per_s_by_workers'])} workers"),
+          ("bytes read", f"{result['pipeline_bytes_per_mixture'] / 1e6:.3f} MB/mixture = "
+                         f"{result['pipeline_bytes_per_mixture'] / result['pipeline_crop_bytes_per_mixture']:.2f}"
+                         "x its crops (whole utterances: "
+                         f"{result['pipeline_whole_utterance_bytes_per_mixture'] / 1e6:.3f} MB)"),
           ("extraction", f"{result['extract_mixtures_per_s']:.1f} mixtures/s")]
+  if "end_to_end_fraction_of_step" in result:
+    rows.append(("end to end", f"{result['end_to_end_examples_per_s']:.2f} examples/s fed "
+                 f"by the pipeline ({result['end_to_end_workers']} workers) = "
+                 f"{100 * result['end_to_end_fraction_of_step']:.0f}% of the same step on "
+                 f"an in-memory batch ({result['end_to_end_step_examples_per_s']:.2f}/s)"))
+  rows.insert(1, ("cpu", f"{result['cpu']}, jax {result['jax_version']}"))
   if result.get("profile_dir"):
     rows.append(("profile", f"trace in {result['profile_dir']}; costliest ops per step:"))
     rows += [("", f"{op['ms_per_step']:8.1f} ms {100 * op['share']:5.1f}%  {op['op']}")
@@ -292,7 +424,8 @@ def main(argv):
   if len(argv) > 1:
     raise errors.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   result = run(FLAGS.config, FLAGS.batch_size, FLAGS.dtype, FLAGS.shards, FLAGS.steps,
-               FLAGS.num_classes, FLAGS.pipeline_seconds, FLAGS.profile_dir)
+               FLAGS.num_classes, FLAGS.pipeline_seconds, FLAGS.profile_dir,
+               FLAGS.pipeline_speakers, FLAGS.end_to_end_steps)
   print(table(result))
   print(json.dumps(result))
 

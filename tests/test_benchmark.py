@@ -32,6 +32,7 @@ def _run_elsewhere(cwd, *args: str) -> subprocess.CompletedProcess:
 def test_benchmark_prints_the_promised_json(tmp_path):
   result = _run_elsewhere(tmp_path, "--config=configs/tiny.py", "--batch_size=4", "--steps=1",
                           "--pipeline_seconds=1", "--num_classes=10",
+                          "--pipeline_speakers=40", "--end_to_end_steps=1",
                           f"--profile_dir={tmp_path / 'profile'}")
   assert result.returncode == 0, result.stderr[-2000:]
   report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -40,6 +41,20 @@ def test_benchmark_prints_the_promised_json(tmp_path):
     assert key in report, key
   assert report["train_examples_per_s"] > 0 and report["extract_mixtures_per_s"] > 0
   assert report["pipeline_mixtures_per_s_per_core"] > 0
+  assert report["cpu"] and report["jax_version"] == jax.__version__
+  # Chunked reads: at most ceil(crop / chunk) + 1 chunks a source, far below the whole
+  # LibriSpeech-length utterances (12.3 s on average against the tiny config's 1 s crop).
+  crop = report["pipeline_crop_bytes_per_mixture"]
+  chunks = -(-report["crop_frames"] // 100) + 1
+  assert crop < report["pipeline_bytes_per_mixture"] <= chunks * 100 / report["crop_frames"] * crop
+  assert report["pipeline_whole_utterance_bytes_per_mixture"] > 4 * report[
+      "pipeline_bytes_per_mixture"]
+  cores = os.cpu_count()
+  assert sorted(map(int, report["pipeline_mixtures_per_s_by_workers"])) == sorted(
+      {*range(1, min(cores, 4) + 1), cores})
+  assert report["pipeline_mixtures_per_s_per_core_workers"] > 0
+  assert 0 < report["end_to_end_fraction_of_step"] < 2
+  assert "end to end" in result.stdout and "bytes read" in result.stdout
   assert 0 < report["train_flops_fraction_of_matmul_peak"] < 2
   assert "matmul peak" in result.stdout  # the human-readable table
   # The profile: a trace on disk and the ops that took the step's time.

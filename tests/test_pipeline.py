@@ -1,6 +1,8 @@
 """The grain mixing pipeline: shapes, exact mixing, determinism, host slicing, splits."""
 
+import os
 
+import grain
 import numpy as np
 import pytest
 
@@ -158,3 +160,31 @@ def test_the_fast_half_to_float_scaling_is_the_cast_times_the_gain_bit_for_bit()
     pipeline.scaled_float32(halves, gain, out)
     want = halves.astype(np.float32) * np.float32(gain)
     np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))
+
+
+def _worker_jax_state(i):
+  """What JAX looks like inside the process that made element `i`."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+  # Private, but the only way to ask without starting one: JAX has no public query.
+  initialised = xla_bridge.backends_are_initialized()
+  return dict(pid=np.int64(os.getpid()), platforms=np.array(jax.config.jax_platforms or ""),
+              initialised=np.bool_(initialised), cuda=np.array(
+                  os.environ.get("CUDA_VISIBLE_DEVICES", "unset")), index=np.int64(i))
+
+
+def test_worker_processes_are_confined_to_the_cpu_and_start_no_backend(shard_dir):
+  ds = grain.MapDataset.range(8).map(_worker_jax_state).to_iter_dataset()
+  seen = list(pipeline.in_worker_processes(ds, workers=2))
+  assert sorted(int(e["index"]) for e in seen) == list(range(8))
+  assert {int(e["pid"]) for e in seen} - {os.getpid()}, "made in this process"
+  assert all(int(e["pid"]) != os.getpid() for e in seen)
+  for e in seen:
+    assert str(e["platforms"]) == "cpu" and str(e["cuda"]) == ""
+    assert not bool(e["initialised"])
+  # Making mixtures there starts no backend either.
+  maker = pipeline.MixtureMaker(shards.open_split(shard_dir, "train"),
+                                pipeline.MixtureSpec(), seed=0, epoch_length=64)
+  ds = grain.MapDataset.range(4).map(lambda i: (maker(i), _worker_jax_state(i))[1])
+  for e in pipeline.in_worker_processes(ds.to_iter_dataset(), workers=2):
+    assert int(e["pid"]) != os.getpid() and not bool(e["initialised"])

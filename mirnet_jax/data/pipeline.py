@@ -21,6 +21,7 @@ they are still speech of that speaker.
 """
 
 import dataclasses
+import os
 import sys
 
 from absl import flags
@@ -196,10 +197,32 @@ def make_dataset(shard_dir: str, split: str, spec: MixtureSpec, *, seed: int,
   ds = ds.map(maker).batch(local_batch, drop_remainder=True)
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads,
                                             prefetch_buffer_size=2 * read_threads))
-  if workers > 0:
-    if not flags.FLAGS.is_parsed():
-      # grain's workers read absl flags; outside an absl app (tests, notebooks) there
-      # are none to parse, so take the defaults.
-      flags.FLAGS.mark_as_parsed()
-    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
-  return ds
+  return in_worker_processes(ds, workers)
+
+
+def in_worker_processes(ds: grain.IterDataset, workers: int) -> grain.IterDataset:
+  """`ds` made by `workers` grain worker processes (0: in this process), each confined
+  to the CPU (`cpu_only_worker`)."""
+  if workers <= 0:
+    return ds
+  if not flags.FLAGS.is_parsed():
+    # grain's workers read absl flags; outside an absl app (tests, notebooks) there
+    # are none to parse, so take the defaults.
+    flags.FLAGS.mark_as_parsed()
+  return ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers),
+                        worker_init_fn=cpu_only_worker)
+
+
+def cpu_only_worker(worker_index: int, worker_count: int):
+  """Runs first in each grain worker process: JAX there may use the CPU only.
+
+  The workers are spawned processes that import this package (and so JAX) to unpickle
+  the pipeline. Nothing in them should start an accelerator backend, but if anything
+  did, every worker would take memory on every GPU (or fail to open a TPU the trainer
+  holds). Set before anything runs there, the platform list makes that impossible.
+  """
+  del worker_index, worker_count
+  os.environ["JAX_PLATFORMS"] = "cpu"
+  os.environ["CUDA_VISIBLE_DEVICES"] = ""  # also for any other CUDA library imported
+  if "jax" in sys.modules:
+    sys.modules["jax"].config.update("jax_platforms", "cpu")
