@@ -23,7 +23,7 @@ stored as one record costs about 4x the bytes its crop needs, on every read (fro
 Cloud Storage: tens of TB over a TPU run). With 1 s chunks a crop of C frames at any
 offset touches at most ceil(C / 100) + 1 chunks: for 3 s, at most 4 (1.33x its bytes),
 3.99 on average. Smaller chunks would cut that further but multiply the records read
-per crop (each a request on Cloud Storage; ArrayRecord issues one crop's in parallel);
+per crop (each a request on Cloud Storage, where a crop's chunks are read in parallel);
 100 KB records are where ranged reads are efficient. `Split.crop` reads only the
 chunks a crop covers, for every reader (training and validation mixtures, trials,
 separation references and targets).
@@ -399,9 +399,9 @@ class ChunkRecords:
   """The chunk records of one group's shard files, numbered across them in order.
 
   `read(begin, end)` returns records [begin, end) of one file (an utterance's chunks are
-  consecutive in the file that holds it) in one ArrayRecord call, which reads them in
-  parallel: no thread pool per call, as grain's ArrayRecordDataSource.__getitems__
-  starts, which cost more than the reading itself. A reader per file is opened on first
+  consecutive in the file that holds it) in one ArrayRecord call: no thread pool per
+  call, as grain's ArrayRecordDataSource.__getitems__ starts, which cost more than the
+  reading itself. A reader per file is opened on first
   use, and again in each process the object is pickled to (grain's workers). gs://
   paths go to ArrayRecord as they are: it opens them with a Cloud Storage client of its
   own (ranged reads, Application Default Credentials: on a TPU VM, its service account).
@@ -429,9 +429,12 @@ class ChunkRecords:
       with self._lock:
         reader = self._readers[file]
         if reader is None:
-          # No read-ahead: the records read are never the next ones.
-          reader = array_record_module.ArrayRecordReader(self.paths[file],
-                                                         "readahead_buffer_size:0,max_parallelism:1")
+          # No read-ahead: the records read are never the next ones. A crop's chunks
+          # are read in parallel from Cloud Storage (latency per request), one after
+          # the other from a local file (threads would cost more than the copies).
+          parallel = "" if storage.is_remote(self.paths[file]) else ",max_parallelism:1"
+          reader = array_record_module.ArrayRecordReader(
+              self.paths[file], f"readahead_buffer_size:0{parallel}")
           self._readers[file] = reader
     return reader
 
