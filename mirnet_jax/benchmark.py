@@ -385,6 +385,7 @@ def cpu_description() -> str:
 
 
 def table(result: dict) -> str:
+  read = result["pipeline_bytes_per_mixture"]
   rows = [("device", result["device"]),
           ("train step", f"{result['train_examples_per_s']:.2f} examples/s "
                          f"(batch {result['train_batch_size']}, {result['dtype']}, "
@@ -402,9 +403,9 @@ def table(result: dict) -> str:
                                 result["pipeline_mixtures_per_s_by_workers"].items())
            + f" = {result['pipeline_mixtures_per_s_per_core_workers']:.0f}/core at "
              f"{max(result['pipeline_mixtures_per_s_by_workers'])} workers"),
-          ("bytes read", f"{result['pipeline_bytes_per_mixture'] / 1e6:.3f} MB/mixture = "
-                         f"{result['pipeline_bytes_per_mixture'] / result['pipeline_crop_bytes_per_mixture']:.2f}"
-                         "x its crops (whole utterances: "
+          ("bytes read", f"{read / 1e6:.3f} MB/mixture = "
+                         f"{read / result['pipeline_crop_bytes_per_mixture']:.2f}x its crops "
+                         "(whole utterances: "
                          f"{result['pipeline_whole_utterance_bytes_per_mixture'] / 1e6:.3f} MB)"),
           ("extraction", f"{result['extract_mixtures_per_s']:.1f} mixtures/s")]
   if "end_to_end_fraction_of_step" in result:

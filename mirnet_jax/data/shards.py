@@ -172,7 +172,8 @@ def _sidecar(path: str) -> str:
 
 
 def plan_shards(out_dir: str, source: str, group: str, refs: list,
-                utterances_per_shard: int, chunk_frames: int = CHUNK_FRAMES) -> list[ShardJob]:
+                utterances_per_shard: int,
+                chunk_frames: int = CHUNK_FRAMES) -> list[ShardJob]:
   n = max(1, -(-len(refs) // utterances_per_shard))
   return [ShardJob(source, os.path.join(out_dir, f"{group}-{k:05d}-of-{n:05d}.array_record"),
                    tuple(refs[k * utterances_per_shard:(k + 1) * utterances_per_shard]),
@@ -255,7 +256,8 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
 
   plan = dict(format_version=FORMAT_VERSION, features=features.feature_params(),
               source=source, subsets=groups, utterances_per_shard=utterances_per_shard,
-              chunk_frames=chunk_frames, refs={g: [r.locator for r in rs] for g, rs in refs.items()})
+              chunk_frames=chunk_frames,
+              refs={g: [r.locator for r in rs] for g, rs in refs.items()})
   plan_path = os.path.join(out_dir, PLAN)
   if os.path.exists(plan_path):
     with open(plan_path) as f:
@@ -401,10 +403,10 @@ class ChunkRecords:
   `read(begin, end)` returns records [begin, end) of one file (an utterance's chunks are
   consecutive in the file that holds it) in one ArrayRecord call: no thread pool per
   call, as grain's ArrayRecordDataSource.__getitems__ starts, which cost more than the
-  reading itself. A reader per file is opened on first
-  use, and again in each process the object is pickled to (grain's workers). gs://
-  paths go to ArrayRecord as they are: it opens them with a Cloud Storage client of its
-  own (ranged reads, Application Default Credentials: on a TPU VM, its service account).
+  reading itself. A reader per file is opened on first use, and again in each process
+  the object is pickled to (grain's workers). gs:// paths go to ArrayRecord as they are:
+  it opens them with a Cloud Storage client of its own (ranged reads, Application
+  Default Credentials: on a TPU VM, its service account).
   """
 
   def __init__(self, paths: list[str], counts: list[int]):
