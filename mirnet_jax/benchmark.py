@@ -149,16 +149,23 @@ def _random_batch(task, batch_size: int, num_classes: int, sharding, seed: int =
   return jax.tree.map(fill, task.abstract_batch(batch_size))
 
 
-def bench_train(config, task, batch_size: int, num_classes: int, steps: int,
-                profile_dir: str | None = None) -> dict:
+def _train_step(config, task):
+  """(jitted train step, its initial state, batch sharding, optimizer, schedule): what
+  train.py runs, on this process's mesh."""
   mesh = train_state.make_mesh()
   tx, schedule = train_state.make_optimizer(config)
   state, state_sharding = train_state.create_state(task, tx, mesh, jax.random.key(0))
   batch_sharding = jax.sharding.NamedSharding(mesh, P("data"))
-  batch = _random_batch(task, batch_size, num_classes, batch_sharding)
-  start = time.perf_counter()
   step = jax.jit(functools.partial(train.train_step, task=task, tx=tx, schedule=schedule),
                  in_shardings=(state_sharding, batch_sharding), donate_argnums=0)
+  return step, state, batch_sharding, tx, schedule
+
+
+def bench_train(config, task, batch_size: int, num_classes: int, steps: int,
+                profile_dir: str | None = None) -> dict:
+  step, state, batch_sharding, tx, schedule = _train_step(config, task)
+  batch = _random_batch(task, batch_size, num_classes, batch_sharding)
+  start = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - start
   flops = step_flops(task, tx, schedule, batch_size, compiled=compiled) or 0.0
@@ -300,12 +307,7 @@ def bench_end_to_end(config, shard_dir: str, batch_size: int, steps: int,
   machine would train at, not what the pipeline alone gives."""
   manifest = shards.load_manifest(shard_dir)
   task = tasks.create(config, manifest["num_classes"])
-  mesh = train_state.make_mesh()
-  tx, schedule = train_state.make_optimizer(config)
-  state, state_sharding = train_state.create_state(task, tx, mesh, jax.random.key(0))
-  sharding = jax.sharding.NamedSharding(mesh, P("data"))
-  step = jax.jit(functools.partial(train.train_step, task=task, tx=tx, schedule=schedule),
-                 in_shardings=(state_sharding, sharding), donate_argnums=0)
+  step, state, sharding, _, _ = _train_step(config, task)
   spec = pipeline.MixtureSpec(crop_frames=int(config.data.crop_frames))
   ds = pipeline.make_dataset(shard_dir, "train", spec, seed=0, epoch_length=10 ** 6,
                              local_batch=batch_size, workers=workers,
@@ -361,9 +363,9 @@ def run(config, batch_size: int, dtype: str, shard_dir: str | None, steps: int,
       result["pipeline_corpus"] = shard_dir
     result.update(bench_pipeline(shard_dir, int(config.data.crop_frames), pipeline_seconds))
     if end_to_end_steps:
-      workers = int(config.data.workers) or 0
+      workers = min(int(config.data.workers), os.cpu_count() or 1)
       result.update(bench_end_to_end(config, shard_dir, batch_size, end_to_end_steps,
-                                     min(workers, os.cpu_count() or 1)))
+                                     workers))
   result["pipeline_keeps_up"] = (result["pipeline_mixtures_per_s"]
                                  >= result["train_examples_per_s"])
   return result
@@ -387,6 +389,7 @@ def cpu_description() -> str:
 def table(result: dict) -> str:
   read = result["pipeline_bytes_per_mixture"]
   rows = [("device", result["device"]),
+          ("cpu", f"{result['cpu']}, jax {result['jax_version']}"),
           ("train step", f"{result['train_examples_per_s']:.2f} examples/s "
                          f"(batch {result['train_batch_size']}, {result['dtype']}, "
                          f"compile {result['train_compile_s']:.1f} s)"),
@@ -413,7 +416,6 @@ def table(result: dict) -> str:
                  f"by the pipeline ({result['end_to_end_workers']} workers) = "
                  f"{100 * result['end_to_end_fraction_of_step']:.0f}% of the same step on "
                  f"an in-memory batch ({result['end_to_end_step_examples_per_s']:.2f}/s)"))
-  rows.insert(1, ("cpu", f"{result['cpu']}, jax {result['jax_version']}"))
   if result.get("profile_dir"):
     rows.append(("profile", f"trace in {result['profile_dir']}; costliest ops per step:"))
     rows += [("", f"{op['ms_per_step']:8.1f} ms {100 * op['share']:5.1f}%  {op['op']}")

@@ -1,6 +1,6 @@
 """LibriSpeech-shaped synthetic shards: the input pipeline timed at the scale it meets.
 
-The demo corpus's utterances last 2-4 s and it has 400 training speakers; LibriSpeech's
+The demo corpus has 400 training speakers of short synthesised sentences; LibriSpeech's
 training set has 2,338 speakers and utterances of 12.3 s on average (961 h in 281,241
 utterances), up to about 35 s. Bytes read per crop, page-cache use and the cost of
 drawing a speaker all depend on that shape, so `benchmark` times the pipeline on shards
