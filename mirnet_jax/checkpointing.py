@@ -1,8 +1,13 @@
-"""One orbax CheckpointManager for the train state and the grain iterator state.
+"""One orbax CheckpointManager for the train state and the data stream's position.
 
 Keeps the latest `keep` checkpoints and the best one by the task's validation metric
 (tasks.Task.best_metric; higher is better); config.json beside them says what the run
-is (Run). Restoring uses the abstract (sharded) state, so arrays come back already
+is (Run).
+
+The data position is the global index of the next training example, not grain's iterator
+state: batches are a pure function of that index (pipeline.make_dataset), whereas grain's
+state has another shape for every number of worker processes, so a run saved with workers
+could not resume without them, or on a machine with another number of cores. Restoring uses the abstract (sharded) state, so arrays come back already
 placed on the mesh. The workdir is a local path or a gs:// URL (see storage.py).
 """
 
@@ -10,8 +15,8 @@ import dataclasses
 import json
 import os
 
+from absl import logging
 from etils import epath
-import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
@@ -132,45 +137,39 @@ def make_manager(workdir: str, keep: int, best_metric: str = "val/accuracy",
   return ocp.CheckpointManager(
       storage.absolute(os.path.join(workdir, "checkpoints")), options=options,
       item_handlers=dict(state=ocp.StandardCheckpointHandler(),
-                         data=grain.checkpoint.CheckpointHandler()))
+                         position=ocp.JsonCheckpointHandler()))
 
 
-def save(manager: ocp.CheckpointManager, step: int, state, data_iterator, metrics=None):
+def save(manager: ocp.CheckpointManager, step: int, state, next_example: int,
+         metrics=None):
+  """Saves `step`: the state and `next_example`, the global index of the first training
+  example the run has not used yet."""
   manager.save(step, metrics=metrics, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state),
-      data=grain.checkpoint.CheckpointSave(data_iterator)))
+      position=ocp.args.JsonSave(dict(next_example=int(next_example)))))
 
 
-def restore(manager: ocp.CheckpointManager, abstract_state, data_iterator=None,
-            step: int | None = None):
-  """Restores `step` (default: the latest) into the shapes/shardings of `abstract_state`;
-  also rewinds `data_iterator` when given. Returns the state."""
+def restore(manager: ocp.CheckpointManager, abstract_state, step: int | None = None):
+  """The state saved at `step` (default: the latest), in the shapes and shardings of
+  `abstract_state`."""
   step = manager.latest_step() if step is None else step
-  items = dict(state=ocp.args.StandardRestore(abstract_state))
-  data_dir = epath.Path(manager.directory) / str(step) / "data"
-  same_processes = (
-      data_dir / f"process_{jax.process_index()}-of-{jax.process_count()}.json").exists()
-  if data_iterator is not None and same_processes:
-    items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-  state = manager.restore(step, args=ocp.args.Composite(**items))["state"]
-  if data_iterator is not None and not same_processes:
-    _restore_position(data_dir, data_iterator)
-  return state
+  return manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract_state)))["state"]
 
 
-def _restore_position(data_dir: epath.Path, data_iterator):
-  """Rewinds `data_iterator` from a checkpoint saved by another number of processes.
+def next_example(manager: ocp.CheckpointManager, step: int, batch_size: int) -> int:
+  """The global index of the first training example not used by the run saved at `step`,
+  for any number of hosts or worker processes.
 
-  grain keeps one file per process (`process_{i}-of-{n}.json`). The position in it counts
-  global batches (make_dataset: host p's local batch k is its slice of global batch k), so
-  every process saved the same state and any file serves: a run saved by 2 hosts resumes
-  on 1 or 4.
+  Checkpoints written before positions were saved hold grain's iterator state instead;
+  their position is `step` global batches (a step draws one batch, skipped or not: see
+  nonfinite.py), valid while the batch size is the one they were trained with.
   """
-  states = set()
-  for path in data_dir.iterdir():
-    if path.name.startswith("process_") and path.name.endswith(".json"):
-      states.add(json.dumps(json.loads(path.read_text()), sort_keys=True))
-  if len(states) != 1:
-    raise CheckpointError(f"{data_dir} holds {len(states)} different data iterator "
-                          f"states; they cannot resume on {jax.process_count()} processes")
-  data_iterator.set_state(json.loads(states.pop()))
+  if (epath.Path(manager.directory) / str(step) / "position").exists():
+    saved = manager.restore(step, args=ocp.args.Composite(
+        position=ocp.args.JsonRestore()))["position"]
+    return int(saved["next_example"])
+  logging.warning("step %d in %s has no saved data position (an earlier version's "
+                  "checkpoint): resuming at example %d, step x batch size %d", step,
+                  manager.directory, step * batch_size, batch_size)
+  return step * batch_size

@@ -28,9 +28,9 @@ def keep_if_finite(new_state, old_state, loss, grad_norm):
   the skipped-step metric: 1.0 if it was).
 
   Not optax.apply_if_finite: BatchNorm statistics live outside the optimizer and must be
-  kept too. `step` still advances, so that it keeps counting the batches drawn (the data
-  iterator's position, checkpoint names, resume); the optimizer's count (hence the
-  learning-rate schedule and Adam's bias correction) advances only with an update.
+  kept too. `step` still advances, so that it keeps counting the batches drawn (checkpoint
+  names, resume); the optimizer's count (hence the learning-rate schedule and Adam's bias
+  correction) advances only with an update.
   """
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)

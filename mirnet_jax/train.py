@@ -144,8 +144,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """Trains (resuming from the latest checkpoint in `workdir`); returns the last metrics.
 
   `edit_batch(step, batch) -> batch`, if given, may change each host-local training batch
-  before it reaches the step (fault injection in tests: the data iterator, and so what a
-  checkpoint records of it, stays the real one's).
+  before it reaches the step (fault injection in tests: the data position a checkpoint
+  records stays the real stream's).
   """
   mesh = train_state.make_mesh()
   _check(config, mesh)
@@ -160,18 +160,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   batch_sharding = jax.sharding.NamedSharding(mesh, P("data"))
   replicated = jax.sharding.NamedSharding(mesh, P())
 
-  spec = task.spec
-  local_batch = config.batch_size // jax.process_count()
-  train_ds = pipeline.make_dataset(
-      config.data.shards, "train", spec, seed=config.seed,
-      epoch_length=pipeline.examples_per_epoch(config.data.train_hours, spec),
-      local_batch=local_batch, process_index=jax.process_index(),
-      process_count=jax.process_count(), workers=config.data.workers,
-      read_threads=config.data.read_threads, manifest=manifest)
-  train_iter = iter(train_ds)
-
+  next_example = 0
   if manager.latest_step() is not None:
-    state = checkpointing.restore(manager, state, train_iter)
+    state = checkpointing.restore(manager, state)
+    next_example = checkpointing.next_example(manager, int(state.step), config.batch_size)
     logging.info("resumed from step %d", int(state.step))
   start = int(state.step)
   # The validation metric so far, for early stopping (every process reads the same rows,
@@ -186,6 +178,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     return {}
   if jax.process_index() == 0:
     checkpointing.save_config(workdir, run)
+  train_iter = iter(pipeline.make_dataset(
+      config.data.shards, "train", task.spec, seed=config.seed,
+      epoch_length=pipeline.examples_per_epoch(config.data.train_hours, task.spec),
+      local_batch=config.batch_size // jax.process_count(),
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      first_example=next_example, workers=config.data.workers,
+      read_threads=config.data.read_threads, manifest=manifest))
 
   # Rows of steps after `start` were written by a run that died after its last checkpoint:
   # this run writes them again.
@@ -221,6 +220,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     with _SigtermFlag(enabled=jax.process_count() == 1) as sigterm:
       for step in range(start + 1, config.num_train_steps + 1):
         batch = next(train_iter)
+        next_example += config.batch_size
         if edit_batch is not None:
           batch = edit_batch(step, batch)
         state, metrics = step_fn(state, to_global(batch, batch_sharding, task.input_keys))
@@ -249,7 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           val = evaluate(state, eval_fn, task, batch_sharding, manifest)
           writer.write(step, val)
           last.update(val)
-          checkpointing.save(manager, step, state, train_iter,
+          checkpointing.save(manager, step, state, next_example,
                              metrics={k: float(v) for k, v in val.items()})
           tick, tick_step = time.time(), step  # throughput excludes validation
           history.append(float(val[task.best_metric]))
@@ -260,10 +260,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             break
         if sigterm.received or manager.reached_preemption(step):
           # Preempted (SIGTERM here, or JAX's multi-host preemption sync point): save this
-          # step with the data iterator's position and stop; the same command resumes.
+          # step with the data position and stop; the same command resumes.
           if not saved:
             guard.peek(jax.device_get(pending), step, state)
-            checkpointing.save(manager, step, state, train_iter)
+            checkpointing.save(manager, step, state, next_example)
           logging.info("preempted: saved step %d; rerun the same command to resume", step)
           break
   finally:

@@ -1,6 +1,7 @@
 """Multi-host: two processes x 4 simulated CPU devices (gloo collectives on localhost),
-launched through the real entry point, train like one process with 8 devices; their
-checkpoint resumes in one process; initialization failures are one-line errors."""
+launched through the real entry point with a grain worker process each, train like one
+process with 8 devices and no workers; their checkpoint resumes in one process without
+workers; initialization failures are one-line errors."""
 
 import json
 import os
@@ -9,12 +10,12 @@ import subprocess
 import sys
 import time
 
-import grain
 import jax
 import numpy as np
 import pytest
 
 from mirnet_jax import checkpointing
+from mirnet_jax.configs import tiny
 from mirnet_jax import distributed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,15 +79,17 @@ def _losses(workdir):
   return [(r["step"], r.get("train/loss", r.get("val/loss"))) for r in _metrics(workdir)]
 
 
-def _restored(workdir, data_iterator=None):
-  """The latest train state in `workdir`, on this process's first device (its shapes from
-  the checkpoint's metadata); also rewinds `data_iterator` when given."""
+def _restored(workdir):
+  """(the latest train state in `workdir` on this process's first device, its shapes from
+  the checkpoint's metadata; the data position saved with it)."""
   manager = checkpointing.make_manager(workdir, 2, read_only=True)
+  step = manager.latest_step()
   one_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(
       lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one_device),
-      manager.item_metadata(manager.latest_step())["state"])
-  return jax.device_get(checkpointing.restore(manager, abstract, data_iterator))
+      manager.item_metadata(step)["state"])
+  return (jax.device_get(checkpointing.restore(manager, abstract)),
+          checkpointing.next_example(manager, step, tiny.get_config().batch_size))
 
 
 @pytest.mark.slow
@@ -96,7 +99,8 @@ def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(shard_
   coordinator = f"--coordinator_address=localhost:{_free_port()}"
   stderrs = _run_together(
       [[sys.executable, "-m", "mirnet_jax.main", *_main_flags(two, shard_dir, STEPS),
-        coordinator, "--num_processes=2", f"--process_id={i}"] for i in range(2)],
+        coordinator, "--num_processes=2", f"--process_id={i}", "--config.data.workers=1"]
+       for i in range(2)],
       _env(4), tmp_path)
   assert "process 1 of 2, 4 local / 8 global devices (cpu)" in stderrs[1], stderrs[1]
   _run_together([[sys.executable, "-m", "tests.train_on_devices", "8", shard_dir, one,
@@ -111,14 +115,10 @@ def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(shard_
   # Only process 0 wrote metrics and TensorBoard events; both saved the checkpoint.
   assert "train/loss=" not in stderrs[1] and "train/loss=" in stderrs[0]
   assert len(os.listdir(os.path.join(two, "tensorboard"))) == 1
-  data_dir = os.path.join(two, "checkpoints", str(STEPS), "data")
-  assert sorted(n for n in os.listdir(data_dir) if n.endswith(".json")) == [
-      "process_0-of-2.json", "process_1-of-2.json"]
 
   # One process restores the two-process checkpoint: parameters and data position.
-  position = iter(grain.MapDataset.range(100).to_iter_dataset())
-  from_two, from_one = _restored(two, position), _restored(one)
-  assert position.get_state() == {"next_index": STEPS}
+  (from_two, two_position), (from_one, one_position) = _restored(two), _restored(one)
+  assert two_position == one_position == STEPS * tiny.get_config().batch_size
   assert jax.tree.structure(from_two) == jax.tree.structure(from_one)
   # atol: Adam divides each gradient by its own running RMS, so an element whose gradient
   # changes sign or is near zero moves by up to the learning rate (1e-3) on the
@@ -126,13 +126,17 @@ def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(shard_
   # step: a lost, doubled or other update moves by a whole one.
   for a, b in zip(jax.tree.leaves(from_two), jax.tree.leaves(from_one)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=2.5e-4)
-  # ... and the same command without multi-host flags resumes it in one process.
+  # ... and the same command without multi-host flags or workers resumes it in one
+  # process, on the batches the one-process run resumes on.
   stderr, = _run_together([[sys.executable, "-m", "mirnet_jax.main",
                             *_main_flags(two, shard_dir, STEPS + 2)]], _env(8),
                            tmp_path)
   assert f"resumed from step {STEPS}" in stderr and "process 0 of 1" in stderr
+  _run_together([[sys.executable, "-m", "tests.train_on_devices", "8", shard_dir, one,
+                  str(STEPS + 2)]], _env(8), tmp_path)
   assert [s for s, _ in _losses(two)][len(two_losses):] == [5, 6, 6]
-  assert all(np.isfinite(v) for _, v in _losses(two))
+  np.testing.assert_allclose([v for _, v in _losses(two)[len(two_losses):]],
+                             [v for _, v in _losses(one)[len(one_losses):]], rtol=1e-4)
 
 
 def test_unreachable_coordinator_is_a_one_line_error_within_the_timeout(tmp_path):

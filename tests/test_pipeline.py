@@ -97,16 +97,17 @@ def test_worker_processes_do_not_change_the_batches(shard_dir):
     np.testing.assert_array_equal(x["mixture"], y["mixture"])
 
 
-def test_iterator_state_restores_the_stream(shard_dir):
-  ds = pipeline.make_dataset(shard_dir, "train", SPEC, seed=0, epoch_length=64, local_batch=4)
-  it = iter(ds)
-  next(it), next(it)
-  state = it.get_state()
-  expected = [next(it) for _ in range(2)]
-  resumed = iter(ds)
-  resumed.set_state(state)
-  for x in expected:
-    np.testing.assert_array_equal(x["mixture"], next(resumed)["mixture"])
+def test_a_stream_started_at_a_saved_position_continues_the_unbroken_one(shard_dir):
+  """What a resumed run reads (checkpointing.next_example): the same batches as the run
+  it resumes, whatever the hosts and workers of either."""
+  unbroken = _batches(shard_dir, 4, local_batch=8, epoch_length=24)
+  # From example 16: batches 2 and 3, crossing into the second epoch at example 24.
+  resumed = [_batches(shard_dir, 2, local_batch=4, process_index=p, process_count=2,
+                      epoch_length=24, first_example=16, workers=p) for p in range(2)]
+  for k in range(2):
+    for key in unbroken[k]:
+      np.testing.assert_array_equal(
+          unbroken[k + 2][key], np.concatenate([resumed[0][k][key], resumed[1][k][key]]))
 
 
 def test_training_batches_never_see_heldout_or_unseen_utterances(shard_dir):

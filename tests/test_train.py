@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -235,24 +236,36 @@ def test_sigterm_saves_the_current_step_and_the_same_command_resumes(shard_dir, 
   assert steps[-2:] == [saved[0] + 1, saved[0] + 2]
 
 
-def test_a_crash_resumes_to_bit_identical_parameters_and_metrics(shard_dir, tmp_path):
+def test_a_crash_resumes_to_bit_identical_parameters_and_metrics_with_other_workers(
+    shard_dir, tmp_path):
   config = _config(shard_dir, 8)
   config.eval_every, config.log_every = 4, 2
-  train.train_and_evaluate(config, str(tmp_path / "whole"))
+  train.train_and_evaluate(config, str(tmp_path / "whole"))  # in-process reading
 
   def crash_at_step_5(step, batch):
     if step == 5:
       raise KeyboardInterrupt("simulated crash")
     return batch
 
+  # Crashed with a grain worker process, resumed without (grain's own iterator state
+  # could not cross that change).
+  with_worker = config.copy_and_resolve_references()
+  with_worker.data.workers = 1
   with pytest.raises(KeyboardInterrupt):
-    train.train_and_evaluate(config, str(tmp_path / "crashed"), edit_batch=crash_at_step_5)
+    train.train_and_evaluate(with_worker, str(tmp_path / "crashed"),
+                             edit_batch=crash_at_step_5)
+  # A checkpoint of an earlier version holds grain's iterator state ("data") instead of
+  # the position: it resumes at step x batch size.
+  shutil.copytree(tmp_path / "crashed", tmp_path / "earlier")
+  os.rename(tmp_path / "earlier/checkpoints/4/position", tmp_path / "earlier/checkpoints/4/data")
   train.train_and_evaluate(config, str(tmp_path / "crashed"))  # resumes from step 4
+  train.train_and_evaluate(config, str(tmp_path / "earlier"))
 
   whole = _restore(str(tmp_path / "whole"), config)
   resumed = _restore(str(tmp_path / "crashed"), config)
   assert int(whole.step) == int(resumed.step) == 8
   _assert_trees_equal(whole, resumed)
+  _assert_trees_equal(whole, _restore(str(tmp_path / "earlier"), config))
   drop_rates = lambda rows: [{k: v for k, v in r.items() if "_per_s" not in k}
                              for r in rows if r["step"] > 4]
   resumed_rows = drop_rates(_metrics(str(tmp_path / "crashed")))

@@ -11,7 +11,7 @@ does not give one.
 Determinism: example `g` (its global index in the stream) is drawn from
 `default_rng([seed, epoch, g % examples_per_epoch])` with `epoch = g // examples_per_epoch`,
 so every epoch draws new mixtures and batch k is the same whatever the number of hosts,
-workers or restarts. Host p of P takes the contiguous block
+workers or restarts (a resumed stream starts at its saved global index). Host p of P takes the contiguous block
 `[k*G + p*L, k*G + (p+1)*L)` of global batch k (G = P*L), so concatenating the hosts'
 batches gives exactly the single-host batch.
 
@@ -159,7 +159,7 @@ def global_index(local_index: int, local_batch: int, process_index: int,
 def make_dataset(shard_dir: str, split: str, spec: MixtureSpec, *, seed: int,
                  epoch_length: int, local_batch: int, process_index: int = 0,
                  process_count: int = 1, num_examples: int | None = None,
-                 workers: int = 0, read_threads: int = 4,
+                 first_example: int = 0, workers: int = 0, read_threads: int = 4,
                  manifest: dict | None = None) -> grain.IterDataset:
   """Batches of mixtures for this host.
 
@@ -172,6 +172,8 @@ def make_dataset(shard_dir: str, split: str, spec: MixtureSpec, *, seed: int,
     process_index, process_count: this host and the number of hosts.
     num_examples: global examples in all (a finite pass for evaluation, rounded down to
       whole global batches); None repeats forever (training).
+    first_example: global index at which the stream starts (a resumed run's position,
+      checkpointing.next_example): the batches are those of an unbroken stream from 0.
     workers: grain worker processes (0: in this process).
     read_threads: threads per process reading and mixing examples.
 
@@ -191,7 +193,8 @@ def make_dataset(shard_dir: str, split: str, spec: MixtureSpec, *, seed: int,
     if local_examples == 0:
       raise ValueError(f"{num_examples} examples make no global batch of {global_batch}")
   ds = grain.MapDataset.range(local_examples)
-  ds = ds.map(lambda i: global_index(i, local_batch, process_index, process_count))
+  ds = ds.map(lambda i: first_example + global_index(i, local_batch, process_index,
+                                                     process_count))
   # Batch while still a MapDataset, so that grain's workers (which slice the dataset
   # before it) each make whole batches: the batches are then the same for any number
   # of workers.
