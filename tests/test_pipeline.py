@@ -1,6 +1,8 @@
 """The grain mixing pipeline: shapes, exact mixing, determinism, host slicing, splits."""
 
+import gc
 import os
+import time
 
 import grain
 import numpy as np
@@ -90,11 +92,28 @@ def test_two_hosts_make_the_same_global_batches_as_one(shard_dir):
           one[k][key], np.concatenate([hosts[0][k][key], hosts[1][k][key]]))
 
 
-def test_worker_processes_do_not_change_the_batches(shard_dir):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_processes_do_not_change_the_batches_nor_leave_shared_memory(shard_dir,
+                                                                            workers):
   ref = _batches(shard_dir, 4)
-  with_workers = _batches(shard_dir, 4, workers=2)
+  before = set(os.listdir("/dev/shm"))
+  it = iter(pipeline.make_dataset(shard_dir, "train", SPEC, seed=0, epoch_length=64,
+                                  local_batch=4, workers=workers))
+  with_workers = [next(it) for _ in range(4)]
+  # Batches come in shared memory, made there by the workers (stack_examples).
+  assert isinstance(with_workers[0]["mixture"], grain.multiprocessing.SharedMemoryArray)
   for x, y in zip(ref, with_workers):
-    np.testing.assert_array_equal(x["mixture"], y["mixture"])
+    for key in x:
+      np.testing.assert_array_equal(x[key], y[key])
+  # Stopped with batches read ahead: the workers free those they never sent, the
+  # trainer those it received.
+  it.close()
+  del it, with_workers, x, y
+  gc.collect()
+  deadline = time.monotonic() + 10
+  while set(os.listdir("/dev/shm")) - before and time.monotonic() < deadline:
+    time.sleep(0.1)
+  assert not set(os.listdir("/dev/shm")) - before
 
 
 def test_a_stream_started_at_a_saved_position_continues_the_unbroken_one(shard_dir):
@@ -161,6 +180,30 @@ def test_the_fast_half_to_float_scaling_is_the_cast_times_the_gain_bit_for_bit()
     pipeline.scaled_float32(halves, gain, out)
     want = halves.astype(np.float32) * np.float32(gain)
     np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))
+
+
+def test_to_float16_rounds_as_numpy_at_every_half_and_between():
+  halves = np.arange(2 ** 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+  halves = halves[np.isfinite(halves)]
+  singles = np.unique(halves.astype(np.float32))  # sorted, -0 and +0 one value
+  # Midpoints between neighbouring halves (ties: to even) and a float32 ulp either side,
+  # halves beyond the largest (overflow to inf), and the float32 subnormals.
+  between = singles[:-1] + (singles[1:] - singles[:-1]) / 2  # exact in float32
+  up = np.nextafter(between, np.float32(np.inf))
+  down = np.nextafter(between, np.float32(-np.inf))
+  rng = np.random.default_rng(0)
+  spread = rng.standard_normal(100_000).astype(np.float32) * np.float32(2.0) ** rng.integers(
+      -40, 18, 100_000).astype(np.float32)
+  tiny = np.arange(1, 4096, dtype=np.uint32).view(np.float32)
+  values = np.concatenate([singles, -0.0 * singles[:1], between, up, down, spread, tiny,
+                           -tiny, np.float32([65504, 65519.99, 65520, 1e6, 3e38, -3e38])])
+  with np.errstate(over="ignore"):
+    want = values.astype(np.float16)
+  np.testing.assert_array_equal(pipeline.to_float16(values).view(np.uint16),
+                                want.view(np.uint16))
+  # Any shape, as a float16 array of it.
+  block = values[:24].reshape(2, 3, 4)
+  assert pipeline.to_float16(block).shape == (2, 3, 4)
 
 
 def _worker_jax_state(i):

@@ -100,16 +100,16 @@ class MixtureMaker:
     choice = self.draw(global_index)
     sources = crop_sources(self.split, choice["utterances"], choice["offsets"],
                            choice["gains"], self.spec.crop_frames)
-    example = dict(mixture=sources.sum(axis=0).astype(features.STORAGE_DTYPE),
+    example = dict(mixture=to_float16(sources.sum(axis=0)),
                    labels=choice["labels"],
                    utterances=choice["utterances"].astype(np.int32))
     if self.spec.return_sources:
-      example["sources"] = sources.astype(features.STORAGE_DTYPE)
+      example["sources"] = to_float16(sources)
     if self.spec.return_references:
-      example["references"] = crop_sources(
+      example["references"] = to_float16(crop_sources(
           self.split, choice["reference_utterances"], choice["reference_offsets"],
           np.ones(len(choice["labels"]), np.float32),
-          self.spec.crop_frames).astype(features.STORAGE_DTYPE)
+          self.spec.crop_frames))
     return example
 
 
@@ -147,6 +147,46 @@ def scaled_float32(half: np.ndarray, gain: float, out: np.ndarray) -> np.ndarray
   np.bitwise_or(bits, sign, out=bits)
   np.multiply(out, np.float32(2.0 ** 112) * np.float32(gain), out=out)
   return out
+
+
+_MAGNITUDE = np.uint32(0x7fffffff)
+_HALF_INFINITY = np.uint32(0x7c00)
+_HALF_SIGN = np.uint32(0x8000)
+_HALF_NORMAL_MIN = np.uint32(113 << 23)  # 2**-14 as float32 bits
+# Adding it to a float32's bits rebiases the exponent to a half's (15 - 127, modulo 2**32)
+# and adds just under half a unit of the half's last place (0xfff).
+_REBIAS_AND_ROUND = np.uint32((((15 - 127) << 23) + 0xfff) % 2 ** 32)
+_HALF_SUBNORMAL_SHIFT = np.uint32(126 << 23)  # 0.5 as float32 bits
+
+
+def to_float16(single: np.ndarray) -> np.ndarray:
+  """`single.astype(float16)` (float32 in; round to nearest, ties to even), bit for bit,
+  2x faster: numpy's cast is scalar code here as well (it was a third of a mixture's cost).
+
+  Normal halves: the float32's bits plus the rebias and rounding constant, plus the last
+  kept bit (ties to even), shifted right by 13 (a carry out of the mantissa rounds up into
+  the exponent, up to infinity: clamped there). Subnormal halves: adding 0.5 in float32
+  puts the value, rounded by the FPU to a multiple of 2**-24, in the low mantissa bits.
+  Every float32 bit pattern was checked against numpy's cast this way, except inf and
+  NaN, which mixtures never hold (become inf here).
+  """
+  bits = single.view(np.uint32)
+  magnitude = np.bitwise_and(bits, _MAGNITUDE)
+  scratch = np.right_shift(magnitude, 13)
+  np.bitwise_and(scratch, 1, out=scratch)
+  half = np.add(magnitude, _REBIAS_AND_ROUND)
+  half += scratch
+  np.right_shift(half, 13, out=half)
+  np.minimum(half, _HALF_INFINITY, out=half)
+  subnormal = scratch.view(np.float32)
+  np.add(magnitude.view(np.float32), _HALF_SUBNORMAL_SHIFT.view(np.float32), out=subnormal)
+  subnormal = subnormal.view(np.uint32)
+  subnormal -= _HALF_SUBNORMAL_SHIFT
+  np.copyto(half, subnormal, where=magnitude < _HALF_NORMAL_MIN)
+  np.right_shift(bits, 16, out=magnitude)
+  np.bitwise_and(magnitude, _HALF_SIGN, out=magnitude)
+  half |= magnitude
+  return half.astype(np.uint16).view(np.float16)
 
 
 def global_index(local_index: int, local_batch: int, process_index: int,
@@ -198,10 +238,47 @@ def make_dataset(shard_dir: str, split: str, spec: MixtureSpec, *, seed: int,
   # Batch while still a MapDataset, so that grain's workers (which slice the dataset
   # before it) each make whole batches: the batches are then the same for any number
   # of workers.
-  ds = ds.map(maker).batch(local_batch, drop_remainder=True)
+  ds = ds.map(maker).batch(local_batch, drop_remainder=True, batch_fn=stack_examples)
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads,
                                             prefetch_buffer_size=2 * read_threads))
   return in_worker_processes(ds, workers)
+
+
+_IN_WORKER_PROCESS = False  # set in grain's worker processes by cpu_only_worker
+_SHARED_MEMORY_MIN_BYTES = 1 << 16
+
+
+def stack_examples(examples: list[dict]) -> dict:
+  """The batch of `examples`: each field stacked. In a grain worker process the large
+  fields are stacked straight into shared memory, which grain then hands to the trainer
+  as it is; stacked into private memory, grain would copy every batch into shared memory
+  once more (measured: a fifth of a worker's time)."""
+  batch = {}
+  for key, first in examples[0].items():
+    out = None
+    if _IN_WORKER_PROCESS and first.nbytes * len(examples) >= _SHARED_MEMORY_MIN_BYTES:
+      out = _WorkerBatchField((len(examples), *first.shape), first.dtype)
+    batch[key] = np.stack([e[key] for e in examples], out=out)
+  return batch
+
+
+class _WorkerBatchField(grain.multiprocessing.SharedMemoryArray):
+  """A batch field in shared memory that frees it if grain never sends it.
+
+  grain sends a shared-memory array by its `metadata` (and the trainer unlinks it once
+  used); a batch still in a stopping worker's read-ahead buffer is never sent, and would
+  stay in /dev/shm until the trainer exits (with a "leaked shared_memory" warning).
+  """
+
+  @property
+  def metadata(self):
+    self._sent = True
+    return super().metadata
+
+  def __del__(self):
+    if self.shm is not None and not getattr(self, "_sent", False):
+      self.unlink_on_del()
+    super().__del__()
 
 
 def in_worker_processes(ds: grain.IterDataset, workers: int) -> grain.IterDataset:
@@ -226,6 +303,8 @@ def cpu_only_worker(worker_index: int, worker_count: int):
   holds). Set before anything runs there, the platform list makes that impossible.
   """
   del worker_index, worker_count
+  global _IN_WORKER_PROCESS
+  _IN_WORKER_PROCESS = True
   os.environ["JAX_PLATFORMS"] = "cpu"
   os.environ["CUDA_VISIBLE_DEVICES"] = ""  # also for any other CUDA library imported
   if "jax" in sys.modules:

@@ -401,52 +401,61 @@ class ChunkRecords:
   """The chunk records of one group's shard files, numbered across them in order.
 
   `read(begin, end)` returns records [begin, end) of one file (an utterance's chunks are
-  consecutive in the file that holds it) in one ArrayRecord call: no thread pool per
-  call, as grain's ArrayRecordDataSource.__getitems__ starts, which cost more than the
-  reading itself. A reader per file is opened on first use, and again in each process
-  the object is pickled to (grain's workers). gs:// paths go to ArrayRecord as they are:
-  it opens them with a Cloud Storage client of its own (ranged reads, Application
-  Default Credentials: on a TPU VM, its service account).
+  consecutive in the file that holds it). A reader per file is opened on first use, and
+  again in each process the object is pickled to (grain's workers). From a local file
+  the records are read in the calling thread (seek, then one record after another);
+  ArrayRecord's range read hands each record to a thread of its pool, which measured as
+  much CPU again as the copies themselves (and grain's ArrayRecordDataSource.__getitems__
+  starts a thread pool per call on top). From Cloud Storage, where each request waits
+  for a round trip, a crop's chunks are read in parallel by that range read; gs:// paths
+  go to ArrayRecord as they are: it opens them with a Cloud Storage client of its own
+  (ranged reads, Application Default Credentials: on a TPU VM, its service account).
   """
 
   def __init__(self, paths: list[str], counts: list[int]):
     self.paths = list(paths)
     self.starts = np.cumsum([0, *counts])
+    self._open()
+
+  def _open(self):
     self._readers = [None] * len(self.paths)
-    self._lock = threading.Lock()
+    # One lock per file: a seek and the reads after it must not interleave with another
+    # thread's.
+    self._locks = [threading.Lock() for _ in self.paths]
+    self._opening = threading.Lock()
 
   def __len__(self) -> int:
     return int(self.starts[-1])
 
   def read(self, begin: int, end: int) -> list[bytes]:
     file = int(np.searchsorted(self.starts, begin, side="right")) - 1
-    offset = int(self.starts[file])
-    if end > int(self.starts[file + 1]):
-      raise IndexError(f"records [{begin}, {end}) span two shard files")
-    return self._reader(file).read(begin - offset, end - offset)
+    begin, end = begin - int(self.starts[file]), end - int(self.starts[file])
+    if end > int(self.starts[file + 1] - self.starts[file]):
+      raise IndexError(f"records [{begin}, {end}) of file {file} span two shard files")
+    if storage.is_remote(self.paths[file]):
+      return self._reader(file).read(begin, end)  # thread-safe
+    with self._locks[file]:
+      reader = self._reader(file)
+      reader.seek(begin)
+      return [reader.read() for _ in range(end - begin)]
 
   def _reader(self, file: int):
-    reader = self._readers[file]
-    if reader is None:
-      with self._lock:
-        reader = self._readers[file]
-        if reader is None:
-          # No read-ahead: the records read are never the next ones. A crop's chunks
-          # are read in parallel from Cloud Storage (latency per request), one after
-          # the other from a local file (threads would cost more than the copies).
-          parallel = "" if storage.is_remote(self.paths[file]) else ",max_parallelism:1"
-          reader = array_record_module.ArrayRecordReader(
-              self.paths[file], f"readahead_buffer_size:0{parallel}")
-          self._readers[file] = reader
-    return reader
+    if self._readers[file] is None:
+      with self._opening:
+        if self._readers[file] is None:
+          # No read-ahead: the records read are never the next ones; and for a local
+          # file, no thread pool: the sequential reads would hand records to it too.
+          local = "" if storage.is_remote(self.paths[file]) else ",max_parallelism:0"
+          self._readers[file] = array_record_module.ArrayRecordReader(
+              self.paths[file], f"readahead_buffer_size:0{local}")
+    return self._readers[file]
 
   def __getstate__(self):
     return dict(paths=self.paths, starts=self.starts)
 
   def __setstate__(self, state):
     self.paths, self.starts = state["paths"], state["starts"]
-    self._readers = [None] * len(self.paths)
-    self._lock = threading.Lock()
+    self._open()
 
 
 @dataclasses.dataclass(frozen=True)
