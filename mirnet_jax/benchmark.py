@@ -289,9 +289,14 @@ def bench_pipeline(shard_dir: str, crop_frames: int, seconds: float) -> dict:
   rate = _pipeline_rate(shard_dir, spec, seconds, workers=0, threads=cores)
   result.update(pipeline_threads=cores, pipeline_mixtures_per_s=rate,
                 pipeline_mixtures_per_s_per_core=rate / cores)
-  by_workers = {}
-  for workers in sorted({*range(1, min(cores, 4) + 1), cores}):
-    by_workers[workers] = _pipeline_rate(shard_dir, spec, seconds, workers, threads=1)
+  # Each worker count timed twice, in turns, and its better run kept: on a shared
+  # machine the speed drifts between runs, and the ratios are what the figures are for.
+  counts = sorted({*range(1, min(cores, 4) + 1), cores})
+  by_workers = {workers: 0.0 for workers in counts}
+  for _ in range(2):
+    for workers in counts:
+      by_workers[workers] = max(by_workers[workers], _pipeline_rate(
+          shard_dir, spec, seconds, workers, threads=1))
   result["pipeline_mixtures_per_s_by_workers"] = by_workers
   result["pipeline_mixtures_per_s_per_core_workers"] = by_workers[cores] / cores
   if 1 in by_workers and 2 in by_workers:
