@@ -4,11 +4,13 @@ Keeps the latest `keep` checkpoints and the best one by the task's validation me
 (tasks.Task.best_metric; higher is better); config.json beside them says what the run
 is (Run).
 
+Restoring uses the abstract (sharded) state, so arrays come back already placed on the
+mesh. The workdir is a local path or a gs:// URL (see storage.py).
+
 The data position is the global index of the next training example, not grain's iterator
 state: batches are a pure function of that index (pipeline.make_dataset), whereas grain's
 state has another shape for every number of worker processes, so a run saved with workers
-could not resume without them, or on a machine with another number of cores. Restoring uses the abstract (sharded) state, so arrays come back already
-placed on the mesh. The workdir is a local path or a gs:// URL (see storage.py).
+could not resume without them, or on a machine with another number of cores.
 """
 
 import dataclasses
