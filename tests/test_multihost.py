@@ -112,7 +112,7 @@ def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(shard_
   assert [s for s, _ in two_losses] == [s for s, _ in one_losses] == [1, 2, 3, 4, 4]
   np.testing.assert_allclose([v for _, v in two_losses], [v for _, v in one_losses],
                              rtol=1e-4)
-  # Only process 0 wrote metrics and TensorBoard events; both saved the checkpoint.
+  # Only process 0 wrote metrics and TensorBoard events.
   assert "train/loss=" not in stderrs[1] and "train/loss=" in stderrs[0]
   assert len(os.listdir(os.path.join(two, "tensorboard"))) == 1
 
