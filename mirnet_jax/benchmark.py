@@ -313,8 +313,7 @@ def bench_end_to_end(config, shard_dir: str, batch_size: int, steps: int,
   manifest = shards.load_manifest(shard_dir)
   task = tasks.create(config, manifest["num_classes"])
   step, state, sharding, _, _ = _train_step(config, task)
-  spec = pipeline.MixtureSpec(crop_frames=int(config.data.crop_frames))
-  ds = pipeline.make_dataset(shard_dir, "train", spec, seed=0, epoch_length=10 ** 6,
+  ds = pipeline.make_dataset(shard_dir, "train", task.spec, seed=0, epoch_length=10 ** 6,
                              local_batch=batch_size, workers=workers,
                              read_threads=int(config.data.read_threads))
   it = iter(ds)

@@ -166,5 +166,5 @@ def trial_mixtures(split, trials, segment_frames,
       mixed = pipeline.crop_sources(split, [s.utterance for s in kept],
                                     [s.offset for s in kept], [s.gain for s in kept],
                                     frames).sum(axis=0)
-      out.append(mixed.astype(features.STORAGE_DTYPE))
+      out.append(pipeline.to_float16(mixed))
   return out

@@ -330,8 +330,9 @@ def _build_index(out_dir, jobs, heldout, seed) -> dict:
       rows.extend(side["records"])
       skipped.extend(side["skipped"])
       shard_chunks[group].append(sum(r["chunks"] for r in side["records"]))
-    # Chunk records are numbered across the group's shards in order (as
-    # ArrayRecordDataSource numbers them); an utterance's chunks are consecutive.
+    # Chunk records are numbered across the group's shards in order (as ChunkRecords,
+    # and grain's ArrayRecordDataSource, number them); an utterance's chunks are
+    # consecutive.
     first = 0
     for row in rows:
       row["first_chunk"] = first
@@ -418,6 +419,7 @@ class ChunkRecords:
     self._open()
 
   def _open(self):
+    self._remote = [storage.is_remote(path) for path in self.paths]
     self._readers = [None] * len(self.paths)
     # One lock per file: a seek and the reads after it must not interleave with another
     # thread's.
@@ -432,7 +434,7 @@ class ChunkRecords:
     begin, end = begin - int(self.starts[file]), end - int(self.starts[file])
     if end > int(self.starts[file + 1] - self.starts[file]):
       raise IndexError(f"records [{begin}, {end}) of file {file} span two shard files")
-    if storage.is_remote(self.paths[file]):
+    if self._remote[file]:
       return self._reader(file).read(begin, end)  # thread-safe
     with self._locks[file]:
       reader = self._reader(file)
@@ -445,7 +447,7 @@ class ChunkRecords:
         if self._readers[file] is None:
           # No read-ahead: the records read are never the next ones; and for a local
           # file, no thread pool: the sequential reads would hand records to it too.
-          local = "" if storage.is_remote(self.paths[file]) else ",max_parallelism:0"
+          local = "" if self._remote[file] else ",max_parallelism:0"
           self._readers[file] = array_record_module.ArrayRecordReader(
               self.paths[file], f"readahead_buffer_size:0{local}")
     return self._readers[file]
