@@ -21,8 +21,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$root" in /*) ;; *) root="$PWD/$root" ;; esac
+# [separation]: mir_eval and pesq for the separation table of stage 6.
 # shellcheck source-path=SCRIPTDIR source=setup_env.sh
-source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" ""
+source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" "separation"
 mkdir -p "$root/workdir"
 
 if [ -f "$root/corpus/SPEAKERS.TXT" ]; then

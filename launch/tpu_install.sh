@@ -6,8 +6,9 @@
 # on every worker, or, with --repo, ~/DIR is a git clone of URL (pulled when it exists).
 # Environment: ~/DIR/.venv, made by uv (installed with pip --user) with the given Python
 # (the pinned packages need >= 3.11, Ubuntu 22.04 TPU images have 3.10: uv downloads one),
-# then `pip install -c constraints.txt -e .[tfds] jax[tpu]`. Rerunning updates the code and
-# the packages; an existing .venv is kept.
+# then `pip install -c constraints.txt -e .[tpu,gcs,tfds]` (jax with the libtpu of its
+# release, gs:// workdirs and shards, TFDS sources). Rerunning updates the code and the
+# packages; an existing .venv is kept.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=tpu_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/tpu_common.sh"
@@ -50,6 +51,6 @@ uv='"$HOME/.local/bin/uv"'
 tpu_ssh all "set -eu; cd $dir; [ -x $uv ] || python3 -m pip install --quiet --user uv;
     [ -x .venv/bin/python ] || $uv venv --quiet --python $(quote "$python_version") .venv;
     $uv pip install --quiet --python .venv/bin/python -c constraints.txt
-    -e \".[tfds]\" \"jax[tpu]\""
+    -e \".[tpu,gcs,tfds]\""
 tpu_ssh all "cd $dir && .venv/bin/python -c \"import jax;
     print(jax.process_index(), jax.device_count(), jax.devices()[0].device_kind)\""

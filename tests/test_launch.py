@@ -211,8 +211,9 @@ def test_install_copies_working_tree(bin_dir, tmp_path):
   assert "tar -xzf mirnet_jax_src.tar.gz -C mirnet_jax" in _remote(unpack)
   line = _remote(install)
   assert "cd mirnet_jax" in line and "venv --quiet --python 3.11 .venv" in line
+  # The extras pin jax[tpu]'s libtpu through constraints.txt and bring gs:// support.
   assert ("pip install --quiet --python .venv/bin/python -c constraints.txt "
-          '-e ".[tfds]" "jax[tpu]"') in line
+          '-e ".[tpu,gcs,tfds]"') in line
   assert "jax.device_count()" in _remote(check)
 
   # The printed tar command, run: the tree without .git, .venv and caches.
