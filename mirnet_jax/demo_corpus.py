@@ -60,7 +60,7 @@ def main(argv):
     raise
   except OSError as e:  # e.g. --out is not writable
     raise errors.UserError(f"{e.strerror or e}: {e.filename or out}") from e
-  except ValueError as e:  # the flags are checked above: --out holds another seed's corpus
+  except ValueError as e:  # flags checked: --out's corpus is of another seed or voices
     raise errors.UsageError(str(e)) from e
   print(demo_corpus.format_summary(summary))
 

@@ -1,6 +1,8 @@
 """Tests of the espeak-ng demo corpus (mirnet_jax.data.demo_corpus and its entry point)."""
 
 import dataclasses
+import json
+import logging
 import os
 import re
 import shutil
@@ -65,7 +67,7 @@ def test_summary(demo):
 
 def test_layout_and_names(demo):
   root = demo[0]
-  assert sorted(os.listdir(root)) == ["SPEAKERS.TXT", "test", "train"]
+  assert sorted(os.listdir(root)) == ["SPEAKERS.TXT", "manifest.json", "test", "train"]
   flacs = _flacs(root)
   assert len(flacs) == (TRAIN + TEST) * UTTS
   for rel in flacs:
@@ -190,6 +192,110 @@ def test_rerun_skips_existing_files(demo, tmp_path):
     with open(p, "rb") as x, open(os.path.join(root, rel), "rb") as y:
       assert x.read() == y.read(), rel
   with pytest.raises(ValueError, match="seed"):
+    demo_corpus.generate(root, TRAIN, TEST, UTTS, seed=SEED + 1, workers=1)
+
+
+def test_manifest_records_the_espeak_ng_version_and_voice_lists(demo):
+  root, _, summary = demo
+  installed = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True,
+                             check=True).stdout
+  manifest = demo_corpus.read_manifest(root)
+  assert manifest["generator"] == "mirnet_jax.data.demo_corpus" and manifest["seed"] == SEED
+  espeak = manifest["espeak_ng"]
+  assert f": {espeak['version']} " in installed  # "text-to-speech: 1.51  Data at: ..."
+  assert summary["espeak_ng"] == espeak["version"]
+  assert f"(espeak-ng {espeak['version']})" in demo_corpus.format_summary(summary)
+  assert espeak["accents"] == list(demo_corpus.list_accents())
+  assert espeak["variants"] == {k: list(v) for k, v in demo_corpus.list_variants().items()}
+  # The voices of SPEAKERS.TXT come from those lists.
+  for _, _, _, name in _speakers_txt(root).values():
+    accent, variant = name.split()[1].split("+", 1)
+    assert accent in espeak["accents"]
+    assert variant in espeak["variants"]["F"] + espeak["variants"]["M"]
+  assert demo_corpus.read_manifest(os.path.dirname(root)) is None  # not a corpus
+
+
+def _copy_without_one_flac(src, root):
+  shutil.copytree(src, root)
+  os.remove(sorted(_flacs(root).values())[0])
+
+
+def _espeak_warnings(caplog):
+  return [r.getMessage() for r in caplog.records
+          if r.levelno == logging.WARNING and "espeak-ng" in r.getMessage()]
+
+
+@pytest.mark.parametrize("made_by", ["9.99", None])  # None: made before manifests
+def test_completing_a_corpus_of_another_espeak_ng_warns_and_records_both(
+    demo, tmp_path, caplog, made_by):
+  root = str(tmp_path / "copy")
+  _copy_without_one_flac(demo[0], root)
+  installed = demo_corpus.espeak_version()
+  path = os.path.join(root, demo_corpus.MANIFEST)
+  if made_by is None:
+    os.remove(path)
+  else:
+    manifest = demo_corpus.read_manifest(root)
+    manifest["espeak_ng"]["version"] = made_by
+    with open(path, "w") as f:
+      json.dump(manifest, f)
+  recorded = made_by or demo_corpus.UNKNOWN_VERSION
+  with caplog.at_level(logging.WARNING):
+    summary = demo_corpus.generate(root, TRAIN, TEST, UTTS, seed=SEED, workers=1)
+  assert summary["synthesised"] == 1
+  warning, = _espeak_warnings(caplog)
+  assert (f"synthesised 1 files with espeak-ng {installed} into {root}, a corpus made "
+          f"with espeak-ng {recorded}") in warning
+  assert demo_corpus.read_manifest(root)["espeak_ng"]["version"] == f"{recorded}+{installed}"
+  # Nothing left to make: no warning, and the recorded versions stay.
+  caplog.clear()
+  with caplog.at_level(logging.WARNING):
+    demo_corpus.generate(root, TRAIN, TEST, UTTS, seed=SEED, workers=1)
+  assert not _espeak_warnings(caplog)
+  assert demo_corpus.read_manifest(root)["espeak_ng"]["version"] == f"{recorded}+{installed}"
+
+
+def test_completing_with_the_same_espeak_ng_does_not_warn(demo, tmp_path, caplog):
+  root = str(tmp_path / "copy")
+  _copy_without_one_flac(demo[0], root)
+  with caplog.at_level(logging.WARNING):
+    assert demo_corpus.generate(root, TRAIN, TEST, UTTS, seed=SEED, workers=1)[
+        "synthesised"] == 1
+  assert not _espeak_warnings(caplog)
+  assert (demo_corpus.read_manifest(root)["espeak_ng"]["version"] ==
+          demo_corpus.espeak_version())
+
+
+def test_a_corpus_kept_whole_keeps_its_version_under_another_espeak_ng(demo, tmp_path,
+                                                                       monkeypatch, caplog):
+  root = str(tmp_path / "copy")
+  shutil.copytree(demo[0], root)
+  made_by = demo_corpus.espeak_version()
+  monkeypatch.setattr(demo_corpus, "espeak_version", lambda: "9.99")
+  with caplog.at_level(logging.WARNING):
+    assert demo_corpus.generate(root, TRAIN, TEST, UTTS, seed=SEED, workers=1)[
+        "synthesised"] == 0
+  assert not _espeak_warnings(caplog)
+  assert demo_corpus.read_manifest(root)["espeak_ng"]["version"] == made_by
+
+
+def test_completing_a_corpus_of_other_voice_lists_is_refused(demo, tmp_path, monkeypatch):
+  root = str(tmp_path / "copy")
+  _copy_without_one_flac(demo[0], root)
+  accents = demo_corpus.list_accents()
+  monkeypatch.setattr(demo_corpus, "espeak_version", lambda: "9.99")
+  monkeypatch.setattr(demo_corpus, "list_accents", lambda: accents[:-1])
+  with pytest.raises(ValueError, match=r"made with espeak-ng \S+, whose voice lists differ "
+                     r"from those of the installed espeak-ng 9.99"):
+    demo_corpus.generate(root, TRAIN, TEST, UTTS, seed=SEED, workers=1)
+  assert len(_flacs(root)) == (TRAIN + TEST) * UTTS - 1  # nothing made
+
+
+def test_an_interrupted_corpus_refuses_another_seed(demo, tmp_path):
+  root = str(tmp_path / "copy")
+  _copy_without_one_flac(demo[0], root)
+  os.remove(os.path.join(root, "SPEAKERS.TXT"))  # written last: the run was interrupted
+  with pytest.raises(ValueError, match="seed=7"):
     demo_corpus.generate(root, TRAIN, TEST, UTTS, seed=SEED + 1, workers=1)
 
 

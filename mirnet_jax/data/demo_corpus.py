@@ -2,6 +2,7 @@
 pipeline runs without downloading LibriSpeech:
 
   OUT/SPEAKERS.TXT
+  OUT/manifest.json   generator, seed, and the espeak-ng version and voice lists used
   OUT/<train|test>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt
   OUT/<train|test>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac   (16 kHz mono, 16 bit)
 
@@ -10,11 +11,18 @@ in speed and pitch, so a speaker model has to learn the voice, not the sentence.
 choice comes from `np.random.default_rng([seed, stream, speaker, ...])`: one seed gives the
 same bytes whatever the number of workers (for one espeak-ng installation, whose voice lists
 are read), and a speaker's voice does not depend on how many speakers follow it.
+
+Another espeak-ng release may list other voices or render them differently, so numbers
+measured on a corpus hold for the espeak-ng that made it: `manifest.json` records its
+version (`espeak-ng --version`) and voice lists, `prepare` copies them into the shards'
+manifest (shards.espeak_version reads them), and `evaluate` warns when a model is scored
+on shards of a corpus made by another version than the one it was trained on.
 """
 
 import dataclasses
 import functools
 import io
+import json
 import multiprocessing
 import os
 import re
@@ -35,6 +43,10 @@ MIN_SECONDS, MAX_SECONDS = 2.0, 15.0
 FIRST_SPEAKER_ID = 100
 TRAIN, TEST = "train", "test"
 SPEAKERS_FILE = "SPEAKERS.TXT"
+MANIFEST = "manifest.json"
+GENERATOR = "mirnet_jax.data.demo_corpus"
+# The version of a corpus made before manifest.json was written (SPEAKERS.TXT alone).
+UNKNOWN_VERSION = "unknown"
 # Many voices with few utterances each: the number of voices, more than of utterances,
 # decides how well a model separates unseen ones (docs/results.md).
 # 9 utterances: 6 to train on, 2 for the seen-speaker trials and 1 for validation
@@ -122,6 +134,40 @@ def list_variants() -> dict[str, tuple[str, ...]]:
         and not name.lower().startswith(_EXCLUDED_VARIANT_PREFIXES)):
       by_sex["F" if gender.upper().endswith("F") else "M"].add(name)
   return {sex: tuple(sorted(names)) for sex, names in by_sex.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def espeak_version() -> str:
+  """The installed espeak-ng's version, e.g. "1.51" (from `espeak-ng --version`)."""
+  out = subprocess.run([_espeak(), "--version"], capture_output=True, text=True,
+                       check=True).stdout
+  m = re.search(r"\d+\.\d+\S*", out)  # "eSpeak NG text-to-speech: 1.51  Data at: ..."
+  return m.group(0) if m else " ".join(out.split())
+
+
+def espeak_record() -> dict:
+  """What the installed espeak-ng gives the corpus: {"version", "accents", "variants"}
+  (the lists `draw_voices` draws from)."""
+  return dict(version=espeak_version(), accents=list(list_accents()),
+              variants={sex: list(names) for sex, names in list_variants().items()})
+
+
+def read_manifest(corpus_dir: str) -> dict | None:
+  """The demo corpus manifest of `corpus_dir`; None if it has none (another corpus, or
+  a demo corpus made before manifests were written)."""
+  path = os.path.join(corpus_dir, MANIFEST)
+  if not os.path.isfile(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    manifest = json.load(f)
+  return manifest if manifest.get("generator") == GENERATOR else None
+
+
+def _merged_version(recorded: str | None, installed: str) -> str:
+  """The version of a corpus recorded as `recorded` once `installed` adds files to it:
+  "1.51+1.52" when they differ, so that a mixed corpus never matches a pure one."""
+  parts = recorded.split("+") if recorded else []
+  return "+".join(parts + [installed] if installed not in parts else parts)
 
 
 def max_speakers() -> int:
@@ -343,6 +389,40 @@ def _build_speaker(job: tuple) -> dict:
               made=made, skipped=skipped, remade=remade)
 
 
+def _recorded_version(out_dir: str, seed: int) -> str | None:
+  """The espeak-ng version recorded for the files already in `out_dir`: None for a new
+  corpus, UNKNOWN_VERSION for one made before manifests were written.
+
+  Raises:
+    ValueError: `out_dir` holds a corpus of another seed, or made with an espeak-ng whose
+      voice lists differ from the installed one's (its speakers would get other voices).
+  """
+  manifest, speakers_path = read_manifest(out_dir), os.path.join(out_dir, SPEAKERS_FILE)
+  recorded_seed = manifest["seed"] if manifest else None
+  if manifest is None and os.path.exists(speakers_path):
+    with open(speakers_path, encoding="utf-8") as f:
+      m = re.search(r"seed=(-?\d+)", f.read())
+    recorded_seed = int(m.group(1)) if m else None
+  if recorded_seed is not None and recorded_seed != seed:  # never two seeds in one corpus
+    raise ValueError(f"{out_dir} holds a corpus made with seed={recorded_seed}; use that "
+                     f"seed to complete it, or another directory for seed={seed}")
+  if manifest is None:
+    return UNKNOWN_VERSION if os.path.exists(speakers_path) else None
+  made_by, installed = manifest["espeak_ng"], espeak_record()
+  if ([made_by["accents"], made_by["variants"]] !=
+      [installed["accents"], installed["variants"]]):
+    raise ValueError(f"{out_dir} holds a corpus made with espeak-ng "
+                     f"{made_by['version']}, whose voice lists differ from those of the "
+                     f"installed espeak-ng {installed['version']}: completing it would "
+                     "give its speakers other voices; generate it into another directory")
+  return made_by["version"]
+
+
+def _write_manifest(out_dir: str, seed: int, record: dict, version: str):
+  storage.write_json(os.path.join(out_dir, MANIFEST), dict(
+      generator=GENERATOR, seed=seed, espeak_ng=dict(record, version=version)))
+
+
 def generate(out_dir: str, train_speakers: int = DEFAULT_TRAIN_SPEAKERS,
              test_speakers: int = DEFAULT_TEST_SPEAKERS,
              utterances_per_speaker: int = DEFAULT_UTTERANCES_PER_SPEAKER, seed: int = 0,
@@ -351,10 +431,13 @@ def generate(out_dir: str, train_speakers: int = DEFAULT_TRAIN_SPEAKERS,
 
   The first `train_speakers` of `draw_voices(train_speakers + test_speakers, seed)` form
   `train`, the rest `test`. A rerun keeps the FLACs that exist and decode (so it completes
-  an interrupted run) and refuses a directory made with another seed (ValueError, as for
-  bad counts). Returns {"out_dir", "seed", "speakers", "utterances", "hours" (each
-  {subset: value}), "synthesised", "skipped" (kept), "remade" (existing files that no
-  longer decoded), "seconds" (wall time)}.
+  an interrupted run) and refuses a directory made with another seed or with an
+  espeak-ng of other voice lists (ValueError, as for bad counts); files it adds with
+  another espeak-ng version than the corpus's are counted in a warning, and the manifest
+  then records both ("1.51+1.52"). Returns {"out_dir", "seed", "speakers",
+  "utterances", "hours" (each {subset: value}), "espeak_ng" (the version recorded),
+  "synthesised", "skipped" (kept), "remade" (existing files that no longer decoded),
+  "seconds" (wall time)}.
   """
   workers = (os.cpu_count() or 1) if workers is None else workers
   for name, value, low in (("train_speakers", train_speakers, 1),
@@ -366,13 +449,11 @@ def generate(out_dir: str, train_speakers: int = DEFAULT_TRAIN_SPEAKERS,
   _espeak()  # fail early with the install hint
   voices = draw_voices(train_speakers + test_speakers, seed)
   speakers_path = os.path.join(out_dir, SPEAKERS_FILE)
-  if os.path.exists(speakers_path):  # a rerun: never mix two seeds in one directory
-    with open(speakers_path, encoding="utf-8") as f:
-      m = re.search(r"seed=(-?\d+)", f.read())
-    if m and int(m.group(1)) != seed:
-      raise ValueError(f"{out_dir} holds a corpus made with seed={m.group(1)}; use that "
-                       f"seed to complete it, or another directory for seed={seed}")
+  recorded, installed = _recorded_version(out_dir, seed), espeak_record()
   os.makedirs(out_dir, exist_ok=True)
+  # Recorded before any file is made: a rerun after an interruption knows who made them.
+  version = installed["version"]
+  _write_manifest(out_dir, seed, installed, _merged_version(recorded, version))
   jobs = [(out_dir, TRAIN if i < train_speakers else TEST, i, v, seed,
            utterances_per_speaker) for i, v in enumerate(voices)]
   start = time.time()
@@ -381,6 +462,15 @@ def generate(out_dir: str, train_speakers: int = DEFAULT_TRAIN_SPEAKERS,
   else:  # spawn, not fork: fork would copy the locks of a loaded JAX mid-use
     with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
       records = pool.map(_build_speaker, jobs, chunksize=1)
+  made = sum(r["made"] for r in records)
+  if made and recorded not in (None, version):
+    logging.warning("synthesised %d files with espeak-ng %s into %s, a corpus made with "
+                    "espeak-ng %s: it now mixes both (recorded as %s); generate it into "
+                    "a new directory for numbers of one version", made, version, out_dir,
+                    recorded, _merged_version(recorded, version))
+  # Kept files only: the corpus is still of the version recorded for them.
+  made_by = recorded if recorded and not made else _merged_version(recorded, version)
+  _write_manifest(out_dir, seed, installed, made_by)
   storage.write_text(speakers_path, "".join([
       "; Synthetic speakers (espeak-ng), LibriSpeech SPEAKERS.TXT format.\n",
       f"; generator: mirnet_jax.data.demo_corpus seed={seed}\n",
@@ -389,7 +479,7 @@ def generate(out_dir: str, train_speakers: int = DEFAULT_TRAIN_SPEAKERS,
           f"{FIRST_SPEAKER_ID + r['index']:<5}| {r['voice'].sex} | {r['subset']:<17}| "
           f"{r['seconds'] / 60:5.2f} | {r['voice'].describe()}\n" for r in records]))
   by_subset = {s: [r for r in records if r["subset"] == s] for s in (TRAIN, TEST)}
-  return dict(out_dir=out_dir, seed=seed,
+  return dict(out_dir=out_dir, seed=seed, espeak_ng=made_by,
               speakers={s: len(rs) for s, rs in by_subset.items()},
               utterances={s: sum(r["utterances"] for r in rs) for s, rs in by_subset.items()},
               hours={s: sum(r["seconds"] for r in rs) / 3600 for s, rs in by_subset.items()},
@@ -399,10 +489,11 @@ def generate(out_dir: str, train_speakers: int = DEFAULT_TRAIN_SPEAKERS,
 
 
 def format_summary(summary: dict) -> str:
-  """One line: speakers, utterances and hours per subset."""
+  """One line: the espeak-ng version, and speakers, utterances and hours per subset."""
   parts = [f"{s} {summary['speakers'][s]} speakers {summary['utterances'][s]} utterances "
            f"{summary['hours'][s]:.2f} h" for s in (TRAIN, TEST)]
   remade = f"{summary['remade']} unreadable files remade, " if summary["remade"] else ""
-  return (f"demo corpus in {summary['out_dir']}: " + "; ".join(parts) +
+  return (f"demo corpus in {summary['out_dir']} (espeak-ng {summary['espeak_ng']}): " +
+          "; ".join(parts) +
           f" ({summary['synthesised']} synthesised, {summary['skipped']} kept, {remade}"
           f"{summary['seconds']:.0f} s)")
