@@ -12,6 +12,8 @@ training and of the validation that selects the checkpoint), `unseen` (speakers 
 trained on), and `clean` (the unseen trials with each mixture replaced by its first source
 alone over the same span: the same model on non-overlapped speech, for context). With
 `--shards` every speaker of that corpus is unseen, so only `unseen` and `clean` are reported.
+Results record a demo corpus's espeak-ng version (`meta.espeak_ng`); shards of a demo
+corpus made by another version than the training corpus are evaluated with a warning.
 
 A trial is an anchor S_A+B, a positive S_A'+C and a negative S_C'+D: crops of up to
 `--segment_seconds` at random offsets and gains, as in training. Each mixture is as long as
@@ -41,6 +43,7 @@ from absl import logging
 from etils import epath
 import numpy as np
 
+from mirnet_jax import checkpointing
 from mirnet_jax import cli
 from mirnet_jax import errors
 from mirnet_jax import extraction
@@ -113,6 +116,31 @@ def _seen_speaker_plots(extractor, split, eval_dir, seed, num_speakers_tsne=20,
   return paths
 
 
+def trained_espeak_version(workdir: str) -> str | None:
+  """The espeak-ng version of the demo corpus the model in `workdir` was trained on (an
+  export's record, else its training shards' manifest); None when unknown."""
+  run = checkpointing.load_run(workdir)
+  trained_on = (run.exported or {}).get("trained_on") or {}
+  if shards.espeak_version(trained_on):
+    return shards.espeak_version(trained_on)
+  try:
+    return shards.espeak_version(shards.load_manifest(run.config.data.shards))
+  except shards.ShardError:  # moved or deleted since: nothing to compare with
+    return None
+
+
+def warn_if_other_espeak(workdir: str, manifest: dict):
+  """Warns (one line) when the evaluated shards' demo corpus was made by another
+  espeak-ng version than the one the model was trained on: its voices may differ, so
+  the numbers do not compare with those on the training corpus's speakers."""
+  evaluated, trained = shards.espeak_version(manifest), trained_espeak_version(workdir)
+  if evaluated and trained and evaluated != trained:
+    logging.warning("the evaluated shards come from a demo corpus made by espeak-ng %s, "
+                    "the model was trained on one made by espeak-ng %s: voices differ "
+                    "across versions, so these numbers do not compare with results on "
+                    "corpora of %s", evaluated, trained, trained)
+
+
 def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
              seed: int = 0, trials_from: str | None = None, step: int | None = None,
              make_plots: bool = True, segment_seconds: float = 6.0,
@@ -125,6 +153,8 @@ def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
   segment_frames = trial_sets.segment_frames_of(segment_seconds)
   config = extractor.config
   manifest, conditions, splits = trial_sets.open_conditions(shard_dir, own_shards)
+  if not own_shards:
+    warn_if_other_espeak(workdir, manifest)
   # Every trial list first: a bad --trials_from leaves no eval/ behind.
   trial_lists = trial_sets.make_trial_lists(config, conditions, splits, num_trials, seed,
                                             segment_frames, trials_from)
@@ -150,7 +180,8 @@ def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
                          seed=seed, segment_seconds=segment_seconds,
                          protocol="paper Section 4.1.2, Euclidean min-distance",
                          mixture_length="min (overlapped span, at most segment_seconds)",
-                         corpus=manifest.get("source"))
+                         corpus=manifest.get("source"),
+                         espeak_ng=shards.espeak_version(manifest))
 
   plot_paths = []
   if make_plots:

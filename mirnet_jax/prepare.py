@@ -21,6 +21,10 @@ skipped with a warning each, counted and listed in the summary and in manifest.j
 exit status stays 0. It is 1, with a last line `error: ...` and no index.npz or
 manifest.json written, when the source is missing or holds no audio files in the chosen
 subsets, or when none of a group's files is usable.
+
+The espeak-ng version (and voice lists) that a demo corpus records in its manifest.json
+is copied into the shards' manifest.json and shown in the summary: demo-corpus numbers
+hold for that version.
 """
 
 from absl import flags
@@ -61,6 +65,9 @@ def summary(manifest: dict) -> str:
   for split, c in manifest["splits"].items():
     lines.append(f"  {split:10s} {c['speakers']:5d} speakers {c['utterances']:7d} utterances "
                  f"{c['hours']:8.2f} h")
+  if shards.espeak_version(manifest):  # what demo-corpus numbers hold for
+    lines.append(f"  corpus     demo corpus made by espeak-ng "
+                 f"{shards.espeak_version(manifest)}")
   lines.append(f"  skipped    {manifest['num_skipped']} files")
   lines += [f"    {s['locator']}: {s['reason']}" for s in manifest["skipped"][:20]]
   if manifest["num_skipped"] > 20:

@@ -10,7 +10,8 @@ A shard directory holds
                                          skipped;
   `index.npz`                            per split: first chunk record, label, frames, id;
   `manifest.json`                        features, chunk size, speaker-to-class map,
-                                         counts, skipped.
+                                         counts, skipped; for the demo corpus, the
+                                         espeak-ng that made it (`espeak_version`).
 Groups: `train` (the training subsets) and `test` (the other subsets). Splits: `train`,
 `validation` (checkpoint selection) and `seen` (the seen-speaker test trials): disjoint
 utterances of the training speakers, chosen per speaker at prepare time, all in group
@@ -54,6 +55,7 @@ from mirnet_jax import features
 from mirnet_jax import storage
 from mirnet_jax.data import audio
 from mirnet_jax.data import corpora
+from mirnet_jax.data import demo_corpus
 from mirnet_jax.data import sources
 
 # 2: `validation` and `seen` replaced the one `heldout` split, which served both.
@@ -254,16 +256,24 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
                                 "<speaker>-<chapter>-<utterance>.flac or .wav)")
   os.makedirs(out_dir, exist_ok=True)
 
+  # Optional (no format bump): only a demo corpus records the espeak-ng that made it.
+  made_by = demo_corpus.read_manifest(source) if os.path.isdir(source) else None
+  espeak = dict(espeak_ng=made_by["espeak_ng"]) if made_by else {}
+  # In the plan too: shards of the corpus that another espeak-ng made in the same place
+  # must not be completed with these.
   plan = dict(format_version=FORMAT_VERSION, features=features.feature_params(),
               source=source, subsets=groups, utterances_per_shard=utterances_per_shard,
               chunk_frames=chunk_frames,
-              refs={g: [r.locator for r in rs] for g, rs in refs.items()})
+              refs={g: [r.locator for r in rs] for g, rs in refs.items()}, **espeak)
   plan_path = os.path.join(out_dir, PLAN)
   if os.path.exists(plan_path):
     with open(plan_path) as f:
-      if json.load(f) != plan:
-        raise ShardError(f"{out_dir} holds shards of another preparation (source, subsets, "
-                         "files or features differ); choose a new --out")
+      recorded = json.load(f)
+    # A plan written before corpora recorded their espeak-ng is compared without it.
+    if recorded != {k: v for k, v in plan.items() if k in recorded or k != "espeak_ng"}:
+      raise ShardError(f"{out_dir} holds shards of another preparation (source, subsets, "
+                       "files, features or the espeak-ng that made the corpus differ); "
+                       "choose a new --out")
   else:
     storage.write_json(plan_path, plan)
 
@@ -289,7 +299,7 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
                   shards={g: [os.path.basename(j.path) for j in js] for g, js in jobs.items()},
                   heldout=dict(seed=seed, **{
                       split: dict(fraction=fraction, min_per_speaker=minimum)
-                      for split, (fraction, minimum) in heldout.items()}))
+                      for split, (fraction, minimum) in heldout.items()}), **espeak)
   storage.write_json(os.path.join(out_dir, MANIFEST), manifest)
   return manifest
 
@@ -523,6 +533,13 @@ def utterances_by_speaker(labels: np.ndarray) -> tuple[np.ndarray, list[np.ndarr
   order = np.argsort(labels, kind="stable")
   speakers, starts = np.unique(labels[order], return_index=True)
   return speakers, np.split(order, starts[1:])
+
+
+def espeak_version(manifest: dict) -> str | None:
+  """The espeak-ng version ("1.51"; "1.51+1.52" for a mixed corpus) that made the demo
+  corpus behind a shard manifest (or an export's `trained_on`); None when unknown: another
+  corpus, or shards prepared before the version was recorded."""
+  return (manifest.get("espeak_ng") or {}).get("version")
 
 
 def load_manifest(shard_dir: str) -> dict:
