@@ -7,25 +7,39 @@ What `initialize(mode="auto")` does (the default of `python -m mirnet_jax.main`)
     with them. A process other than 0 first waits (up to `timeout_s`) until the
     coordinator's port accepts connections, so that a wrong address or a coordinator that
     never starts is an error naming the address, not an abort inside JAX.
-  - none given, and the environment launched this process as one of several: initialize
-    with no arguments and let JAX read the cluster (Cloud TPU VM metadata or GKE TPU
-    variables; Slurm's `SLURM_*`; Open MPI's `OMPI_*`). On a Cloud TPU VM this happens even
-    for a single-host VM (JAX then makes a one-process system, which costs nothing).
-  - otherwise: a single process; nothing is initialized and nothing is waited for.
+  - none given: `jax.distributed.initialize()` without arguments, so that JAX's own
+    cluster detection reads the environment (jax 0.10: Open MPI's
+    `OMPI_MCA_orte_hnp_uri`; an `srun` step's `SLURM_*`; on a Cloud TPU VM, its worker
+    list from the metadata server or GKE's `TPU_WORKER_HOSTNAMES`; Kubernetes, with the
+    `kubernetes` package; `JAX_COORDINATOR_ADDRESS`). Finding none, JAX raises ValueError
+    before it starts anything: this run is then a single process. On a machine without
+    TPU chips that detection only reads environment variables (the metadata server is
+    asked where `import jax` found TPU chips), so a plain run starts without delay. On a
+    Cloud TPU VM JAX makes a one-process system even for a single host (it costs
+    nothing). A Kubernetes pod without the `kubernetes` package gets JAX's warning that
+    it cannot bootstrap there.
+    Not handed to JAX: a Slurm or Open MPI launch of one process (`SLURM_NTASKS` or
+    `OMPI_COMM_WORLD_SIZE` = 1), which JAX would pin to one GPU, its local rank's.
 
-`mode="on"` always initializes (the flags if given, else JAX's own cluster detection);
-`mode="off"` never does (e.g. a TPU VM whose metadata JAX cannot read).
+`mode="on"` always initializes (the flags if given, else JAX's detection, where finding
+no cluster is an error); `mode="off"` never does (e.g. a TPU VM whose metadata JAX
+cannot read, or a Kubernetes pod that is not a multi-process job).
 """
 
 import os
 import socket
 import time
 
+from absl import logging
 import jax
 
 from mirnet_jax import errors
 
 MODES = ("auto", "on", "off")
+DETECTED = "JAX cluster detection"
+# Launchers that say how many processes they started: JAX would pin a single one to the
+# GPU of its local rank (its Slurm and Open MPI detection sets local_device_ids).
+_PROCESS_COUNT_VARIABLES = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
 
 
 class DistributedError(errors.UserError):
@@ -33,19 +47,10 @@ class DistributedError(errors.UserError):
   or a cluster environment for the user to fix): printed as one line by cli.run."""
 
 
-def _launched_by() -> str | None:
-  """The cluster environment that started several processes like this one, or None."""
-  env = os.environ
-  # Set by `import jax` when it finds TPU chips and libtpu (jax/_src/cloud_tpu_init.py);
-  # JAX's own TPU cluster detection is keyed on the same flag.
-  from jax._src import cloud_tpu_init  # pylint: disable=g-import-not-at-top
-  if cloud_tpu_init.running_in_cloud_tpu_vm:
-    return "Cloud TPU VM"
-  if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_STEP_NODELIST" in env:
-    return "Slurm"
-  if int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1:
-    return "Open MPI"
-  return None
+def _one_process_launch() -> bool:
+  """True when Slurm or Open MPI says it started this process alone."""
+  return any(os.environ.get(name, "").strip() == "1"
+             for name in _PROCESS_COUNT_VARIABLES)
 
 
 def _wait_for_port(address: str, timeout_s: float):
@@ -63,6 +68,27 @@ def _wait_for_port(address: str, timeout_s: float):
       time.sleep(0.5)
 
 
+def _check_flags(mode: str, flags: dict) -> dict:
+  """The flags given, checked for consistency; DistributedError if they are not."""
+  if mode not in MODES:
+    raise DistributedError(f"--distributed={mode}: expected one of {', '.join(MODES)}")
+  given = {k: v for k, v in flags.items() if v is not None}
+  if given and len(given) < len(flags):
+    missing = ", ".join(f"--{k}" for k in flags if k not in given)
+    raise DistributedError(f"{', '.join(f'--{k}' for k in given)} also needs {missing}")
+  if given and mode == "off":
+    raise DistributedError("--distributed=off contradicts --coordinator_address, "
+                           "--num_processes and --process_id")
+  if given:
+    if ":" not in given["coordinator_address"]:
+      raise DistributedError(f"--coordinator_address={given['coordinator_address']}: "
+                             "expected host:port")
+    if not 0 <= given["process_id"] < given["num_processes"]:
+      raise DistributedError(f"--process_id={given['process_id']} is not in [0, "
+                             f"--num_processes={given['num_processes']})")
+  return given
+
+
 def initialize(mode: str = "auto", coordinator_address: str | None = None,
                num_processes: int | None = None, process_id: int | None = None,
                timeout_s: int = 300) -> str | None:
@@ -78,45 +104,36 @@ def initialize(mode: str = "auto", coordinator_address: str | None = None,
     timeout_s: how long to wait for the coordinator and the other processes.
 
   Returns:
-    What launched the processes ("flags", "Cloud TPU VM", ...), or None if single-process.
+    How the processes were found: "flags" or DETECTED (JAX's cluster detection); None
+    if this run is a single process (nothing initialized).
 
   Raises:
     DistributedError: inconsistent flags, or initialization failed. (A process 0 whose
       peers never connect is aborted by JAX itself after `timeout_s`, with a fatal log
       line naming DEADLINE_EXCEEDED: that failure cannot be caught from Python.)
   """
-  if mode not in MODES:
-    raise DistributedError(f"--distributed={mode}: expected one of {', '.join(MODES)}")
-  flags = dict(coordinator_address=coordinator_address, num_processes=num_processes,
-               process_id=process_id)
-  given = {k: v for k, v in flags.items() if v is not None}
-  if given and len(given) < len(flags):
-    missing = ", ".join(f"--{k}" for k in flags if k not in given)
-    raise DistributedError(f"{', '.join(f'--{k}' for k in given)} also needs {missing}")
-  if given and mode == "off":
-    raise DistributedError("--distributed=off contradicts --coordinator_address, "
-                           "--num_processes and --process_id")
-  if given:
-    if ":" not in coordinator_address:
-      raise DistributedError(f"--coordinator_address={coordinator_address}: expected "
-                             "host:port")
-    if not 0 <= process_id < num_processes:
-      raise DistributedError(f"--process_id={process_id} is not in [0, --num_processes="
-                             f"{num_processes})")
-  launched_by = "flags" if given else (None if mode == "off" else _launched_by())
-  if launched_by is None and mode != "on":
+  given = _check_flags(mode, dict(coordinator_address=coordinator_address,
+                                  num_processes=num_processes, process_id=process_id))
+  if mode == "off" or (mode == "auto" and not given and _one_process_launch()):
     return None
-  if jax.config.jax_cpu_collectives_implementation is None:
-    # Without an implementation, CPU computations cannot span processes.
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
   if given and process_id != 0:
     _wait_for_port(coordinator_address, timeout_s)
-  launched_by = launched_by or "JAX cluster detection"
+  found_by = "flags" if given else DETECTED
   try:
     jax.distributed.initialize(**given, initialization_timeout=timeout_s)
   except Exception as e:  # ValueError, RuntimeError, the metadata server's HTTP errors...
     detail = " ".join(str(e).split()) or type(e).__name__
+    # JAX raises ValueError, having started nothing, when it finds no cluster.
+    if (mode == "auto" and not given and isinstance(e, ValueError)
+        and not jax.distributed.is_initialized()):
+      logging.info("a single process: jax.distributed.initialize() found no cluster "
+                   "(%s)", detail)
+      return None
     hint = "" if given else "; a single-host run can skip it with --distributed=off"
     raise DistributedError(f"jax.distributed.initialize() failed (multi-process run "
-                           f"from {launched_by}): {detail}{hint}") from e
-  return launched_by
+                           f"from {found_by}): {detail}{hint}") from e
+  if jax.config.jax_cpu_collectives_implementation is None:
+    # Without an implementation, CPU computations cannot span processes (read when the
+    # CPU backend starts, after this).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  return found_by

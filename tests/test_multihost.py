@@ -1,7 +1,8 @@
 """Multi-host: two processes x 4 simulated CPU devices (gloo collectives on localhost),
 launched through the real entry point with a grain worker process each, train like one
 process with 8 devices and no workers; their checkpoint resumes in one process without
-workers; initialization failures are one-line errors."""
+workers; initialization failures are one-line errors. Without flags, JAX's own cluster
+detection finds two processes launched like Slurm's, and no cluster on a plain machine."""
 
 import json
 import os
@@ -167,28 +168,102 @@ def test_inconsistent_flags_are_errors_before_anything_starts(kwargs, message):
     distributed.initialize(**kwargs)
 
 
-def test_a_single_host_run_initializes_nothing(monkeypatch):
-  for name in ("SLURM_NTASKS", "SLURM_STEP_NODELIST", "OMPI_COMM_WORLD_SIZE"):
+# What JAX's cluster detection reads (jax/_src/clusters), and the launchers' counts.
+_CLUSTER_VARIABLES = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS",
+                      "SLURM_PROCID", "SLURM_LOCALID", "OMPI_MCA_orte_hnp_uri",
+                      "OMPI_COMM_WORLD_SIZE", "KUBERNETES_SERVICE_HOST",
+                      "TPU_WORKER_HOSTNAMES", "JAX_COORDINATOR_ADDRESS")
+
+
+def _plain_machine(monkeypatch):
+  for name in _CLUSTER_VARIABLES:
     monkeypatch.delenv(name, raising=False)
+
+
+def _slurm(monkeypatch, tasks, process=0):
+  for name, value in (("SLURM_JOB_ID", "7"), ("SLURM_STEP_NODELIST", "localhost"),
+                      ("SLURM_NTASKS", str(tasks)), ("SLURM_PROCID", str(process)),
+                      ("SLURM_LOCALID", str(process))):
+    monkeypatch.setenv(name, value)
+
+
+def _fake_initialize(monkeypatch, error=None):
+  """Replaces jax.distributed.initialize (and the config update after it); returns the
+  keyword arguments of each call."""
+  calls = []
+
+  def fake(**kwargs):
+    calls.append(kwargs)
+    if error:
+      raise error
+
+  monkeypatch.setattr(jax.distributed, "initialize", fake)
+  monkeypatch.setattr(jax.config, "update", lambda *args: None)
+  return calls
+
+
+def test_a_single_host_run_initializes_nothing_without_delay():
+  # JAX's own detection, for real: it finds no cluster here. In a fresh interpreter, as
+  # in `main`: JAX refuses to initialize once a backend has started.
+  code = ("import sys, time, jax; from mirnet_jax import distributed; "
+          "start = time.monotonic(); found = distributed.initialize(); "
+          "seconds = time.monotonic() - start; off = distributed.initialize('off'); "
+          "print(found, off, seconds < 2, jax.distributed.is_initialized(), "
+          "jax.process_count())")
+  env = {k: v for k, v in _env(1).items() if k not in _CLUSTER_VARIABLES}
+  result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.split() == ["None", "None", "True", "False", "1"], result.stderr
+
+
+def test_without_flags_jax_detects_the_cluster(monkeypatch):
+  _plain_machine(monkeypatch)
+  _slurm(monkeypatch, tasks=4)
+  calls = _fake_initialize(monkeypatch)
+  assert distributed.initialize(timeout_s=9) == distributed.DETECTED
+  assert calls == [dict(initialization_timeout=9)]  # no arguments: JAX reads the cluster
+
+
+@pytest.mark.parametrize("variable", ["SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"])
+def test_a_one_process_launch_is_not_handed_to_jax(monkeypatch, variable):
+  # JAX would pin it to one GPU; --distributed=on still asks JAX.
+  _plain_machine(monkeypatch)
+  _slurm(monkeypatch, tasks=2)
+  monkeypatch.setenv(variable, "1")
+  calls = _fake_initialize(monkeypatch)
+  assert distributed.initialize() is None and not calls
+  assert distributed.initialize("on") == distributed.DETECTED and len(calls) == 1
+
+
+def test_no_cluster_found_is_an_error_only_when_asked_for(monkeypatch):
+  _plain_machine(monkeypatch)
+  _fake_initialize(monkeypatch, ValueError("coordinator_address should be defined."))
   assert distributed.initialize() is None
-  assert distributed.initialize("off") is None
-  assert not jax.distributed.is_initialized()
+  with pytest.raises(distributed.DistributedError, match=(
+      r"^jax.distributed.initialize\(\) failed \(multi-process run from JAX cluster "
+      r"detection\): coordinator_address should be defined.; a single-host run can skip "
+      r"it with --distributed=off$")):
+    distributed.initialize("on")
 
 
-def test_cluster_launches_are_recognised(monkeypatch):
-  from jax._src import cloud_tpu_init
-  # JAX's own flag for "this is a Cloud TPU VM": a JAX upgrade that moves it fails here.
-  assert isinstance(cloud_tpu_init.running_in_cloud_tpu_vm, bool)
-  for name in ("SLURM_NTASKS", "SLURM_STEP_NODELIST", "OMPI_COMM_WORLD_SIZE"):
-    monkeypatch.delenv(name, raising=False)
-  monkeypatch.setattr(cloud_tpu_init, "running_in_cloud_tpu_vm", False)
-  monkeypatch.setenv("SLURM_NTASKS", "1")  # a one-task allocation: single process
-  assert distributed._launched_by() is None
-  monkeypatch.setenv("SLURM_NTASKS", "4")
-  monkeypatch.setenv("SLURM_STEP_NODELIST", "node[1-4]")
-  assert distributed._launched_by() == "Slurm"
-  monkeypatch.delenv("SLURM_NTASKS")
-  monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
-  assert distributed._launched_by() == "Open MPI"
-  monkeypatch.setattr(cloud_tpu_init, "running_in_cloud_tpu_vm", True)
-  assert distributed._launched_by() == "Cloud TPU VM"
+def test_a_failing_detected_cluster_is_a_one_line_error(monkeypatch):
+  _plain_machine(monkeypatch)
+  _fake_initialize(monkeypatch, RuntimeError("metadata server:\n  unreachable"))
+  with pytest.raises(distributed.DistributedError,
+                     match=r"detection\): metadata server: unreachable;"):
+    distributed.initialize()
+
+
+def test_two_processes_launched_like_slurm_are_found_by_jax(tmp_path):
+  # JAX's Slurm detection, for real, on localhost (the port from JAX_COORDINATOR_PORT).
+  code = ("import sys; from mirnet_jax import distributed; "
+          "found = distributed.initialize(timeout_s=60); import jax; "
+          "print(found, jax.process_index(), jax.process_count(), file=sys.stderr)")
+  env = {k: v for k, v in _env(1).items() if k not in _CLUSTER_VARIABLES}
+  env.update(SLURM_JOB_ID="7", SLURM_STEP_NODELIST="localhost", SLURM_NTASKS="2",
+             JAX_COORDINATOR_PORT=str(_free_port()))
+  stderrs = _run_together([["env", f"SLURM_PROCID={i}", f"SLURM_LOCALID={i}",
+                            sys.executable, "-c", code] for i in range(2)], env, tmp_path)
+  for i, stderr in enumerate(stderrs):
+    assert f"{distributed.DETECTED} {i} 2" in stderr, stderr[-3000:]
