@@ -11,8 +11,8 @@ What `initialize(mode="auto")` does (the default of `python -m mirnet_jax.main`)
     cluster detection reads the environment (jax 0.10: Open MPI's
     `OMPI_MCA_orte_hnp_uri`; an `srun` step's `SLURM_*`; on a Cloud TPU VM, its worker
     list from the metadata server or GKE's `TPU_WORKER_HOSTNAMES`; Kubernetes, with the
-    `kubernetes` package; `JAX_COORDINATOR_ADDRESS`). Finding none, JAX raises ValueError
-    before it starts anything: this run is then a single process. On a machine without
+    `kubernetes` package). Finding none, JAX raises ValueError before it starts
+    anything: this run is then a single process (logged at INFO). On a machine without
     TPU chips that detection only reads environment variables (the metadata server is
     asked where `import jax` found TPU chips), so a plain run starts without delay. On a
     Cloud TPU VM JAX makes a one-process system even for a single host (it costs
