@@ -17,6 +17,7 @@ from mirnet_jax.data import shards
 from mirnet_jax.data import sources
 from mirnet_jax.data import wsj0_2mix
 from tests import conftest
+from tests import tfds_fakes
 
 
 def test_directory_reader_lists_and_loads(corpus):
@@ -30,7 +31,8 @@ def test_directory_reader_lists_and_loads(corpus):
   assert (ref.speaker, ref.chapter, ref.utterance) == ("101", "7", "101-7-0000")
   utt = reader.load(ref)
   assert utt.waveform.dtype == np.float32 and utt.waveform.ndim == 1
-  np.testing.assert_allclose(utt.waveform, conftest.synth_voice(101, 0, conftest.utterance_seconds(101, 0)), atol=1e-4)
+  expected = conftest.synth_voice(101, 0, conftest.utterance_seconds(101, 0))
+  np.testing.assert_allclose(utt.waveform, expected, atol=1e-4)
 
 
 def test_other_rates_and_stereo_become_16k_mono(corpus):
@@ -65,7 +67,8 @@ def test_missing_directory_is_a_corpus_error(tmp_path):
 
 def test_open_corpus_picks_the_reader_of_a_source(corpus, tmp_path):
   reader = sources.open_corpus(corpus["root"])
-  assert isinstance(reader, corpora.LibriSpeechDir) and reader.subsets() == ["test", "train"]
+  assert isinstance(reader, corpora.LibriSpeechDir)
+  assert reader.subsets() == ["test", "train"]
   (tmp_path / "tt" / "mix").mkdir(parents=True)
   reader = sources.open_corpus(f"{wsj0_2mix.PREFIX}{tmp_path}")
   assert isinstance(reader, wsj0_2mix.Wsj0Mix2Dir) and reader.subsets() == ["tt"]
@@ -90,14 +93,18 @@ def test_corpus_and_audio_errors_are_user_errors():
 
 def test_subset_globs():
   available = ["dev-clean", "test-other", "train-clean-100", "train-other-500", "test"]
-  assert corpora.select_subsets(available, ["train*"]) == ["train-clean-100", "train-other-500"]
+  assert corpora.select_subsets(available, ["train*"]) == ["train-clean-100",
+                                                            "train-other-500"]
   assert corpora.select_subsets(available, ["dev*", "test*"]) == ["dev-clean", "test",
                                                                    "test-other"]
 
 
-def test_tfds_reader_on_mock_data():
+def test_tfds_reader_on_mock_data(monkeypatch, tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
   pytest.importorskip("tensorflow")
+  # mock_data builds nothing, but the reader checks what building the default config
+  # would need (test_tfds_build.py builds for real).
+  tfds_fakes.with_build_decoders(monkeypatch, tmp_path)
   with tfds.testing.mock_data(num_examples=4):
     reader = sources.open_corpus("tfds:librispeech")
     assert "dev_clean" in reader.subsets() and "train_clean100" in reader.subsets()
@@ -137,8 +144,8 @@ def test_audio_loader_on_random_bytes_returns_audio_or_a_clear_error(data, heade
 
 def _linked_corpus(real: str, root) -> str:
   """`real` (conftest.make_corpus) assembled from symbolic links under `root`: a linked
-  subset, linked speakers, linked chapters, linked files, a link cycle and two links to one
-  chapter."""
+  subset, linked speakers, linked chapters, linked files, a link cycle and two links to
+  one chapter."""
   (root / "test").mkdir(parents=True)
   os.symlink(os.path.join(real, "train"), root / "train")  # a subset
   for s in conftest.TEST_SPEAKERS[:2]:  # speakers
@@ -173,7 +180,8 @@ def test_a_corpus_assembled_from_symlinks_reads_as_the_real_one(corpus, tmp_path
   np.testing.assert_array_equal(linked.load(ref).waveform, real.load(ref).waveform)
 
 
-def test_prepare_on_a_corpus_of_symlinks_writes_the_same_shards(corpus, shard_dir, tmp_path):
+def test_prepare_on_a_corpus_of_symlinks_writes_the_same_shards(corpus, shard_dir,
+                                                                tmp_path):
   out = tmp_path / "shards"
   manifest = shards.prepare(_linked_corpus(corpus["root"], tmp_path / "linked"), str(out),
                             utterances_per_shard=8, workers=1)

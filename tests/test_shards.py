@@ -13,6 +13,7 @@ from mirnet_jax import features
 from mirnet_jax import storage
 from mirnet_jax.data import shards
 from tests import conftest
+from tests import tfds_fakes
 
 
 def _bytes_of(directory):
@@ -253,9 +254,10 @@ def test_no_matching_subsets_is_a_clear_error(corpus, tmp_path):
     shards.prepare(corpus["root"], str(tmp_path / "s"), train_subsets=["train-clean-*"])
 
 
-def test_prepare_from_tfds_mock(tmp_path):
+def test_prepare_from_tfds_mock(tmp_path, monkeypatch):
   tfds = pytest.importorskip("tensorflow_datasets")
   pytest.importorskip("tensorflow")
+  tfds_fakes.with_build_decoders(monkeypatch, tmp_path)  # what the default config checks
 
   def librispeech_records(builder, split, **kwargs):
     # tfds's random mock draws speaker ids that collide across splits, which real
@@ -269,7 +271,8 @@ def test_prepare_from_tfds_mock(tmp_path):
 
   with tfds.testing.mock_data(as_data_source_fn=librispeech_records):
     manifest = shards.prepare("tfds:librispeech", str(tmp_path / "s"),
-                              train_subsets=["train_clean100"], test_subsets=["dev_clean"],
+                              train_subsets=["train_clean100"],
+                              test_subsets=["dev_clean"],
                               heldout={"seen": (0.1, 1), "validation": (0.05, 1)},
                               workers=1)
   assert manifest["classes"] == ["1000", "1001", "1002"]

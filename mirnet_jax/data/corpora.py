@@ -17,6 +17,7 @@ import dataclasses
 import fnmatch
 import os
 import re
+import shutil
 from typing import Callable, Iterable, Iterator, Sequence
 
 from absl import logging
@@ -73,7 +74,8 @@ def select_subsets(available: Sequence[str], patterns: Sequence[str]) -> list[st
 
 
 class LibriSpeechDir:
-  """A directory laid out as LibriSpeech: <subset>/<speaker>/<chapter>/<s>-<c>-<u>.flac."""
+  """A directory laid out as LibriSpeech:
+  <subset>/<speaker>/<chapter>/<s>-<c>-<u>.flac."""
 
   def __init__(self, root: str):
     if not os.path.exists(root):
@@ -119,9 +121,17 @@ def _walk(top: str) -> Iterator[tuple[str, list[str]]]:
 
 
 class TfdsLibriSpeech:
-  """TFDS `librispeech` through `tfds.data_source` (random access, no tf.data).
+  """TFDS `librispeech` (or `librispeech/lazy_decode`) through `tfds.data_source`: random
+  access, no tf.data.
 
-  The TFDS builder imports TensorFlow, so this needs the `[tfds]` extra.
+  The first use builds the dataset in the TFDS data dir (`data_dir`, else
+  $TFDS_DATA_DIR, else ~/tensorflow_datasets) as ArrayRecord files, the only format
+  `data_source` reads; TFDS downloads all seven LibriSpeech subsets for that. The
+  `lazy_decode` config keeps each utterance's FLAC bytes, decoded here by soundfile as a
+  LibriSpeech directory's files are. The default config stores decoded int16 samples and
+  decodes at build time through pydub and ffmpeg: with either missing, building it is
+  refused before anything is downloaded. The TFDS builder imports TensorFlow, so this
+  needs the `[tfds]` extra.
   """
 
   def __init__(self, name: str = "librispeech", data_dir: str | None = None):
@@ -129,28 +139,47 @@ class TfdsLibriSpeech:
       import tensorflow  # noqa: F401  (the librispeech builder needs it)
       import tensorflow_datasets as tfds
     except ImportError:
-      raise CorpusError("TFDS librispeech needs TensorFlow: pip install -e '.[tfds]'") from None
+      raise CorpusError(
+          "TFDS librispeech needs TensorFlow: pip install -e '.[tfds]'") from None
     self._tfds = tfds
     self.name = name
-    self.data_dir = data_dir
+    # TFDS reads $TFDS_DATA_DIR once, when it is imported; read here, it also counts when
+    # it was set later in the process.
+    self.data_dir = data_dir or os.environ.get("TFDS_DATA_DIR")
+    self._builder = None
     self._sources = {}
+
+  def _prepared(self):
+    """The dataset's builder, the dataset built first if it is not on disk yet."""
+    if self._builder is None:
+      builder = self._tfds.builder(self.name, data_dir=self.data_dir)
+      if builder.is_prepared():
+        _check_random_access(builder, self.name)
+      else:
+        builder = self._tfds.builder(self.name, data_dir=self.data_dir,
+                                     file_format=self._tfds.core.FileFormat.ARRAY_RECORD)
+        _check_can_build(builder, self.name)
+        # An ArrayRecord build is never fetched from TFDS's bucket: skip the query.
+        config = self._tfds.download.DownloadConfig(try_download_gcs=False)
+        builder.download_and_prepare(download_config=config)
+      self._builder = builder
+    return self._builder
 
   def _source(self, split: str):
     if split not in self._sources:
-      self._sources[split] = self._tfds.data_source(self.name, split=split,
-                                                    data_dir=self.data_dir)
+      builder = self._prepared()
+      # A lazy_decode record holds the FLAC file's bytes, which `load` decodes. TFDS
+      # 4.9's data_source already leaves them so (its tf.data path decodes them through
+      # tensorflow-io); SkipDecoding keeps them so should a release decode them too.
+      decoders = ({"speech": self._tfds.decode.SkipDecoding()} if _lazy(builder)
+                  else None)
+      self._sources[split] = builder.as_data_source(split=split, decoders=decoders)
     return self._sources[split]
 
-  def _sample_rate(self) -> int:
-    if not hasattr(self, "_rate"):
-      builder = self._tfds.builder(self.name, data_dir=self.data_dir)
-      self._rate = builder.info.features["speech"].sample_rate
-    return self._rate
-
   def subsets(self) -> list[str]:
-    # The split list is known only once the dataset is prepared (or its metadata is on
-    # disk); before that (and under tfds.testing.mock_data) use librispeech's splits.
-    splits = self._tfds.builder(self.name, data_dir=self.data_dir).info.splits
+    # Under tfds.testing.mock_data nothing is built and the split list stays empty: use
+    # librispeech's splits then.
+    splits = self._prepared().info.splits
     return sorted(splits.keys() or LIBRISPEECH_TFDS_SPLITS)
 
   def refs(self, subset: str) -> list[Ref]:
@@ -158,16 +187,61 @@ class TfdsLibriSpeech:
 
   def load(self, ref: Ref) -> Utterance:
     split, index = ref.locator.rsplit(":", 1)
-    source = self._source(split)
-    record = source[int(index)]
-    speech = np.asarray(record["speech"])
-    if np.issubdtype(speech.dtype, np.integer):
-      speech = speech.astype(np.float32) / 32768.0
-    rate = self._sample_rate()
+    record = self._source(split)[int(index)]
+    speech = record["speech"]
+    if isinstance(speech, bytes):  # lazy_decode: the FLAC file
+      waveform = audio.load(speech)
+    else:
+      speech = np.asarray(speech)
+      if np.issubdtype(speech.dtype, np.integer):
+        speech = speech.astype(np.float32) / 32768.0
+      rate = self._prepared().info.features["speech"].sample_rate
+      waveform = audio.to_mono_16k(speech, rate)
     utt_id = record["id"]
     utt_id = utt_id.decode() if isinstance(utt_id, bytes) else str(utt_id)
     return Utterance(str(int(record["speaker_id"])), str(int(record["chapter_id"])),
-                     utt_id, audio.to_mono_16k(speech, rate))
+                     utt_id, waveform)
+
+
+def _lazy(builder) -> bool:
+  return getattr(builder.builder_config, "lazy_decode", False)
+
+
+def _check_random_access(builder, name: str):
+  """Raises CorpusError if `builder`'s prepared files are in a format that
+  tfds.data_source cannot read (TFRecord, what `tfds build` writes by default)."""
+  file_format = builder.info.file_format
+  if file_format not in file_format.with_random_access():
+    raise CorpusError(
+        f"{builder.data_dir} holds tfds:{name} as {file_format.value} files, which "
+        "tfds.data_source cannot read; move or delete that folder and run again to "
+        "build it as array_record (TFDS reuses the archives in its downloads folder)")
+
+
+def _check_can_build(builder, name: str):
+  """Raises CorpusError if building `builder` would fail for a missing package or
+  program: before the download, where TFDS itself fails only after it."""
+  if not _lazy(builder):
+    missing = [] if shutil.which("ffmpeg") or shutil.which("avconv") else ["ffmpeg"]
+    try:
+      import pydub  # noqa: F401
+    except ImportError:
+      missing.insert(0, "pydub")
+    if missing:
+      raise CorpusError(
+          f"tfds:{name} decodes every FLAC file while it builds, through pydub and "
+          f"ffmpeg, and {' and '.join(missing)} {'are' if len(missing) > 1 else 'is'} "
+          "missing; nothing was downloaded. Use --source=tfds:librispeech/lazy_decode "
+          "(it keeps the FLAC files, which soundfile decodes), or install ffmpeg and "
+          "`pip install pydub`")
+  try:
+    # tensorflow-datasets uses it to find the builder's files but does not declare it
+    # (tensorflow/datasets#11212).
+    import importlib_resources  # noqa: F401
+  except ImportError:
+    raise CorpusError("building a TFDS dataset needs importlib_resources, which "
+                      "tensorflow-datasets does not install: pip install "
+                      "importlib_resources") from None
 
 
 @contextlib.contextmanager
@@ -204,7 +278,8 @@ def open_blocks(corpus, ref: Ref) -> tuple[tuple[str, str, str],
   return (utt.speaker, utt.chapter, utt.utterance), lambda: [utt.waveform]
 
 
-def iter_utterances(corpus, subsets: Sequence[str], skipped: Skipped) -> Iterator[Utterance]:
+def iter_utterances(corpus, subsets: Sequence[str],
+                    skipped: Skipped) -> Iterator[Utterance]:
   """Yields every usable utterance of `subsets`; unusable ones go to `skipped`."""
   for subset in subsets:
     for ref in corpus.refs(subset):
