@@ -10,7 +10,8 @@
 #            test-clean and test-other). About 61 GB to download, 61 GB extracted. A
 #            smaller start (251 training speakers, 6.4 GB):
 #            --subsets train-clean-100,dev-clean,dev-other,test-clean,test-other
-# --mirror   base URL of the NAME.tar.gz files (default https://www.openslr.org/resources/12)
+# --mirror   base URL of the NAME.tar.gz files
+#            (default https://www.openslr.org/resources/12)
 # --md5sums  a file of "MD5  NAME.tar.gz" lines (openslr's md5sum.txt) to check against
 #            instead of the official sums written in this script
 # --skip-disk-check  download even if DIR's free space looks too small
@@ -52,7 +53,7 @@ official_md5() {  # official_md5 NAME: from openslr.org/resources/12/md5sum.txt
   esac
 }
 
-size_mb() {  # size_mb NAME: the official tarball's size, approximately (its extract's too)
+size_mb() {  # size_mb NAME: the official tarball's approximate size (and its extract's)
   case "$1" in
     dev-clean) echo 338 ;;
     dev-other) echo 315 ;;
@@ -120,8 +121,8 @@ expected_md5() {  # expected_md5 NAME: from --md5sums, or the official sum
   local sum
   if [ -z "$md5_file" ]; then official_md5 "$1"; return; fi
   # md5sum.txt lines: "MD5  NAME.tar.gz" ("*NAME" in md5sum's binary mode).
-  sum="$(awk -v f="$1.tar.gz" '{ n = $2; sub(/^\*/, "", n) } n == f { print tolower($1); exit }' \
-    "$md5_file")"
+  sum="$(awk -v f="$1.tar.gz" \
+    '{ n = $2; sub(/^\*/, "", n) } n == f { print tolower($1); exit }' "$md5_file")"
   case "$sum" in
     "") die "$md5_file has no MD5 for $1.tar.gz" ;;
     *[!0-9a-f]*) die "$md5_file: '$sum' is not an MD5 sum (for $1.tar.gz)" ;;
@@ -130,7 +131,11 @@ expected_md5() {  # expected_md5 NAME: from --md5sums, or the official sum
 }
 
 md5_of() {  # md5_of FILE
-  if command -v md5sum >/dev/null; then md5sum "$1" | awk '{ print $1 }'; else md5 -q "$1"; fi
+  if command -v md5sum >/dev/null; then
+    md5sum "$1" | awk '{ print $1 }'
+  else
+    md5 -q "$1"
+  fi
 }
 
 download() {  # download URL FILE: one try, continuing FILE if it exists
@@ -184,7 +189,7 @@ verify() {  # verify NAME: DIR/NAME.tar.gz has its MD5 sum, or is deleted
   fi
 }
 
-extract() {  # extract NAME: DIR/NAME.tar.gz -> DIR/LibriSpeech/NAME, by a rename at the end
+extract() {  # extract NAME: DIR/NAME.tar.gz to DIR/LibriSpeech/NAME, renamed when done
   local archive="$dir/$1.tar.gz" file
   # Outside DIR/LibriSpeech, so that a half-extracted subset is never read as one.
   tmp="$dir/.extract-$1"

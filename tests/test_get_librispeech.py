@@ -180,7 +180,8 @@ def test_full_run_extracts_and_prints_prepare_command(tmp_path, server):
   assert [r for _, r in server.requests] == [None, None]
   assert _prepare_command(result.stdout) == [
       "python", "-m", "mirnet_jax.prepare", f"--source={data}/LibriSpeech",
-      f"--out={data}/shards", "--train_subsets=train-clean-100", "--test_subsets=dev-clean"]
+      f"--out={data}/shards", "--train_subsets=train-clean-100",
+      "--test_subsets=dev-clean"]
 
 
 def test_rerun_skips_finished_subset(tmp_path, server):
@@ -193,7 +194,8 @@ def test_rerun_skips_finished_subset(tmp_path, server):
   data = (tmp_path / "data").resolve()
   assert f"dev-clean: complete, skipped ({data}/LibriSpeech/dev-clean)" in result.stdout
   # No training subset: prepare's evaluation-only corpus.
-  assert _prepare_command(result.stdout)[-2:] == ["--train_subsets=", "--test_subsets=dev-clean"]
+  assert _prepare_command(result.stdout)[-2:] == ["--train_subsets=",
+                                                  "--test_subsets=dev-clean"]
 
 
 @pytest.mark.parametrize("downloader", ["curl", "wget"])
@@ -238,11 +240,13 @@ def test_corrupted_tarball_is_refused_then_fetched_again(tmp_path, server):
   with open(path, "wb") as f:
     f.write(bad)
   result = _get(tmp_path, server, "--subsets", "dev-clean")
-  assert result.returncode == 1 and result.stdout.splitlines()[-1].startswith("dev-clean: ")
+  assert result.returncode == 1
+  assert result.stdout.splitlines()[-1].startswith("dev-clean: ")
   data = (tmp_path / "data").resolve()
   assert result.stderr == (
       f"error: {data}/dev-clean.tar.gz: MD5 {hashlib.md5(bad).hexdigest()}, expected "
-      f"{hashlib.md5(good).hexdigest()}; the file was deleted, rerun to download it again\n")
+      f"{hashlib.md5(good).hexdigest()}; the file was deleted, rerun to download it "
+      "again\n")
   assert not (data / "LibriSpeech").exists()
   assert _leftovers(data) == []
 
@@ -272,7 +276,8 @@ def test_too_little_disk_is_refused_before_downloading(tmp_path, server):
      "train-clean-360,train-other-500,dev-clean,dev-other,test-clean,test-other)"),
     (["--subsets"], "--subsets needs a value"),
     (["--bogus"], "unknown flag '--bogus'"),
-    (["--md5sums", "/no/such/md5sum.txt"], "--md5sums: cannot read '/no/such/md5sum.txt'")])
+    (["--md5sums", "/no/such/md5sum.txt"],
+     "--md5sums: cannot read '/no/such/md5sum.txt'")])
 def test_bad_arguments_give_one_line_error(tmp_path, server, args, message):
   result = _get(tmp_path, server, *args, mirror=False)
   assert result.returncode == 2 and result.stdout == ""
