@@ -9,6 +9,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -16,13 +17,15 @@ import time
 
 import pytest
 
+from mirnet_jax.data import corpora
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = os.path.join(REPO, "launch")
 # Each script with the flags it requires.
 SCRIPTS = {
     "tpu_create.sh": [],
     "tpu_install.sh": [],
-    "tpu_prepare.sh": ["--out=gs://bucket/shards"],
+    "tpu_prepare.sh": ["--out=gs://bucket/shards", "--source=data/LibriSpeech"],
     "tpu_train.sh": ["--workdir=gs://bucket/runs/m", "--shards=gs://bucket/shards"],
     "tpu_logs.sh": [],
     "tpu_delete.sh": [],
@@ -245,26 +248,67 @@ def test_install_ref_needs_repo(bin_dir):
 
 # ---------------------------------------------------------------------------- prepare
 
+# Hours of audio per LibriSpeech subset, and the shards' 0.37 GB an hour: what the disk
+# check of tpu_prepare.sh estimates from.
+HOURS = {"train-clean-100": 100.6, "train-clean-360": 363.6, "train-other-500": 496.7,
+         "dev-clean": 5.4, "dev-other": 5.3, "test-clean": 5.4, "test-other": 5.1}
+TFDS_GB = 180
+
+
+def _shard_mb(subset):
+  return round(HOURS[subset] * 370)
+
+
 def test_prepare_on_worker_0(bin_dir):
   (command,) = _dry_run(bin_dir, "tpu_prepare.sh", "--out", "gs://bucket/shards/",
-                        "--train-subsets=train-clean-*")
+                        "--source=data/LibriSpeech", "--train-subsets=train-clean-*")
   assert _flag(command, "worker") == "0"
-  (job,) = [w for w in shlex.split(_remote(command)) if w.startswith("set -e; ")]
+  line = _remote(command)
+  # The disk check first, in the project directory, and the job only if it passes.
+  assert line.startswith("(cd mirnet_jax && bash -c ") and ") || exit 1; " in line
+  (job,) = [w for w in shlex.split(line) if w.startswith("set -e; ")]
   steps = [shlex.split(s) for s in job.split("; ")[1:]]
   assert steps[0] == [".venv/bin/python", "-m", "mirnet_jax.prepare",
-                      "--source=tfds:librispeech", "--out=runs/librispeech/shards",
+                      "--source=data/LibriSpeech", "--out=runs/librispeech/shards",
                       "--train_subsets=train-clean-*"]
-  assert steps[1] == ["gcloud", "storage", "rsync", "--recursive", "runs/librispeech/shards",
-                      "gs://bucket/shards"]
+  assert steps[1] == ["gcloud", "storage", "rsync", "--recursive",
+                      "runs/librispeech/shards", "gs://bucket/shards"]
 
 
 def test_prepare_locally(bin_dir):
-  prepare, rsync = _dry_run(bin_dir, "tpu_prepare.sh", "--local", "--out=gs://b/s",
-                            "--source", "/data/Libri Speech", "--local-dir", "/big/shards",
-                            "--test-subsets", "dev-clean,test-clean")
+  check, prepare, rsync = _dry_run(
+      bin_dir, "tpu_prepare.sh", "--local", "--out=gs://b/s", "--source",
+      "/data/Libri Speech", "--local-dir", "/big/shards", "--test-subsets",
+      "dev-clean,test-clean")
+  # The disk check's words: OUT SOURCE TFDS_MB, then NAME:MB of each subset the globs
+  # choose (prepare's default train* and the two named).
+  assert check[:2] == ["bash", "-c"] and check[3:7] == [
+      "disk-check", "/big/shards", "/data/Libri Speech", "0"]
+  assert check[7:] == [f"{n}:{_shard_mb(n)}" for n in
+                       ("train-clean-100", "train-clean-360", "train-other-500",
+                        "dev-clean", "test-clean")]
   assert prepare[1:] == ["-m", "mirnet_jax.prepare", "--source=/data/Libri Speech",
                          "--out=/big/shards", "--test_subsets=dev-clean,test-clean"]
   assert rsync == ["gcloud", "storage", "rsync", "--recursive", "/big/shards", "gs://b/s"]
+
+
+def test_prepare_needs_source(bin_dir):
+  result = _script(bin_dir, "tpu_prepare.sh", "--dry-run", "--out=gs://b/s")
+  assert result.returncode == 2 and result.stdout == ""
+  assert result.stderr.startswith(
+      "error: --source is required: an extracted LibriSpeech directory where it prepares "
+      "(launch/get_librispeech.sh")
+  assert len(result.stderr.splitlines()) == 1
+
+
+def test_prepare_skip_disk_check(bin_dir):
+  (command,) = _dry_run(bin_dir, "tpu_prepare.sh", *SCRIPTS["tpu_prepare.sh"],
+                        "--skip-disk-check")
+  assert _remote(command).startswith("set -eu; cd mirnet_jax; ")
+  commands = _dry_run(bin_dir, "tpu_prepare.sh", *SCRIPTS["tpu_prepare.sh"], "--local",
+                      "--skip-disk-check")
+  assert [c[1:3] for c in commands] == [["-m", "mirnet_jax.prepare"],
+                                        ["storage", "rsync"]]
 
 
 @pytest.mark.parametrize("out", [None, "/local/shards", "gs://"])
@@ -392,31 +436,122 @@ def _alive(pid):
     return False
 
 
+FAKE_DF = """#!/bin/bash
+# Stands in for df -Pk: the same free space (1024-byte blocks) on every path.
+echo "Filesystem 1024-blocks Used Available Capacity Mounted on"
+echo "/dev/fake 999999999 0 {free_kb} 1% /"
+"""
+FAKE_PREPARE = '#!/bin/bash\nprintf "%s\\n" "$@" > "$HOME/args"\necho prepared\n'
+
+
+def _worker_tools(bin_dir, path, free_gb):
+  """A PATH folder for a worker: bin_dir's tools, du and cut (the disk check's), a df
+  that reports `free_gb` GB free, and a stand-in gcloud logging its arguments (a real
+  TPU VM has one; the scripts never see it)."""
+  path.mkdir()
+  for entry in os.listdir(bin_dir):
+    os.symlink(os.readlink(bin_dir / entry), path / entry)
+  for tool in ("du", "cut"):
+    os.symlink(shutil.which(tool), path / tool)
+  (path / "df").write_text(FAKE_DF.format(free_kb=round(free_gb * 1e6 / 1.024)))
+  (path / "gcloud").write_text('#!/bin/bash\necho "gcloud $*" >> "$HOME/gcloud.log"\n')
+  for tool in ("df", "gcloud"):
+    (path / tool).chmod(0o755)
+  return path
+
+
 def test_prepare_line_prepares_then_copies(bin_dir, tmp_path):
   if shutil.which("setsid", path=str(bin_dir)) is None:
     pytest.skip("setsid (util-linux) is not installed")
   home = tmp_path / "home"
-  _fake_project(home, '#!/bin/bash\nprintf "%s\\n" "$@" > "$HOME/args"\necho prepared\n')
-  tools = tmp_path / "tools"
-  tools.mkdir()
-  for entry in os.listdir(bin_dir):
-    os.symlink(os.readlink(bin_dir / entry), tools / entry)
-  # A stand-in gcloud for the worker (a real TPU VM has one); the scripts never see it.
-  (tools / "gcloud").write_text('#!/bin/bash\necho "gcloud $*" >> "$HOME/gcloud.log"\n')
-  (tools / "gcloud").chmod(0o755)
+  _fake_project(home, FAKE_PREPARE)
+  tools = _worker_tools(bin_dir, tmp_path / "tools", free_gb=1000)
   (command,) = _dry_run(bin_dir, "tpu_prepare.sh", "--out=gs://b/shards",
-                        "--train-subsets", "train-clean-*")
-  result = subprocess.run(["bash", "-c", _remote(command)], check=False, capture_output=True,
-                          text=True, cwd=home, env=_env(tools, HOME=str(home)), timeout=60)
+                        "--source=tfds:librispeech", "--train-subsets", "train_clean*")
+  result = _worker(tools, home, _remote(command))
   assert result.returncode == 0, result.stderr
   log = home / "mirnet_jax/logs/prepare.log"
-  assert _wait_for(lambda: log.exists() and "shards copied to gs://b/shards" in log.read_text())
+  assert _wait_for(lambda: log.exists()
+                   and "shards copied to gs://b/shards" in log.read_text())
   assert log.read_text().splitlines()[0] == "prepared"
   assert (home / "args").read_text().split() == [
       "-m", "mirnet_jax.prepare", "--source=tfds:librispeech",
-      "--out=runs/librispeech/shards", "--train_subsets=train-clean-*"]
+      "--out=runs/librispeech/shards", "--train_subsets=train_clean*"]
   assert (home / "gcloud.log").read_text() == (
       "gcloud storage rsync --recursive runs/librispeech/shards gs://b/shards\n")
+
+
+def _refusal(subsets, need_gb, where, free_gb, tfds_gb=0):
+  tfds = f" and TFDS's build of all of LibriSpeech ({tfds_gb:.1f} GB)" if tfds_gb else ""
+  return (f"error: the shards of {','.join(subsets)} (0.37 GB per hour of audio){tfds} "
+          f"need about {need_gb:.1f} GB more in {where}; {socket.gethostname()} has "
+          f"{free_gb:.1f} GB free there: prepare with --local on a machine with the "
+          "disk, choose fewer subsets (--train-subsets, --test-subsets), or download a "
+          "few with launch/get_librispeech.sh and pass that directory as --source "
+          "(--skip-disk-check if the estimate is wrong)\n")
+
+
+def test_prepare_refuses_tfds_on_a_worker_disk(bin_dir, tmp_path):
+  home = tmp_path / "home"
+  _fake_project(home, FAKE_PREPARE)
+  tools = _worker_tools(bin_dir, tmp_path / "tools", free_gb=97)
+  (command,) = _dry_run(bin_dir, "tpu_prepare.sh", "--out=gs://b/s",
+                        "--source=tfds:librispeech")
+  result = _worker(tools, home, _remote(command))
+  assert result.returncode == 1 and result.stdout == ""
+  # The names prepare sees in TFDS, in HOURS's order.
+  splits = list(corpora.LIBRISPEECH_TFDS_SPLITS)
+  need = sum(HOURS.values()) * 0.37 + TFDS_GB
+  assert result.stderr == _refusal(splits, need, home / "mirnet_jax", 97, TFDS_GB)
+  # Nothing started.
+  assert not (home / "args").exists() and not (home / "mirnet_jax/logs").exists()
+
+
+@pytest.mark.parametrize("present, flags, free_gb, shards_mb, fits", [
+    # What get_librispeech.sh's smaller start downloads: 41 GB of shards.
+    (["train-clean-100", "dev-clean", "test-clean"], [], 45, 0, True),
+    (list(HOURS), [], 97, 0, False),
+    (list(HOURS), ["--train-subsets=train-clean-1*"], 46, 0, True),
+    # Shards already written (a rerun after an interruption) count as done.
+    (["test-clean"], ["--train-subsets=none"], 1.99, 0, False),
+    (["test-clean"], ["--train-subsets=none"], 1.99, 20, True)])
+def test_prepare_checks_the_worker_disk_for_a_directory(bin_dir, tmp_path, present, flags,
+                                                         free_gb, shards_mb, fits):
+  if shutil.which("setsid", path=str(bin_dir)) is None:
+    pytest.skip("setsid (util-linux) is not installed")
+  home = tmp_path / "home"
+  _fake_project(home, FAKE_PREPARE)
+  for subset in present:
+    (home / "mirnet_jax/data/LibriSpeech" / subset).mkdir(parents=True)
+  if shards_mb:
+    shards = home / "mirnet_jax/runs/librispeech/shards"
+    shards.mkdir(parents=True)
+    (shards / "shard-00000.array_record").write_bytes(b"\1" * shards_mb * 1024 * 1024)
+  tools = _worker_tools(bin_dir, tmp_path / "tools", free_gb=free_gb)
+  (command,) = _dry_run(bin_dir, "tpu_prepare.sh", *SCRIPTS["tpu_prepare.sh"], *flags)
+  result = _worker(tools, home, _remote(command))
+  if fits:
+    assert result.returncode == 0, result.stderr
+    assert "prepare started" in result.stdout
+    assert _wait_for(lambda: (home / "args").exists())
+  else:
+    assert result.returncode == 1 and not (home / "args").exists()
+    need = sum(HOURS[s] for s in present) * 0.37 - shards_mb * 1.048576 / 1000
+    where = home / "mirnet_jax" / ("runs/librispeech/shards" if shards_mb else "")
+    assert result.stderr == _refusal(present, need, str(where).rstrip("/"), free_gb)
+
+
+def test_prepare_locally_refuses_what_cannot_fit_here(bin_dir, tmp_path):
+  source = tmp_path / "LibriSpeech"
+  for subset in HOURS:
+    (source / subset).mkdir(parents=True)
+  check, _, _ = _dry_run(bin_dir, "tpu_prepare.sh", "--local", "--out=gs://b/s",
+                         f"--source={source}", f"--local-dir={tmp_path}/big/shards")
+  tools = _worker_tools(bin_dir, tmp_path / "tools", free_gb=300)
+  result = subprocess.run(check, check=False, capture_output=True, text=True,
+                          env=_env(tools), timeout=60)
+  assert result.returncode == 1 and result.stdout == ""
+  assert result.stderr == _refusal(list(HOURS), sum(HOURS.values()) * 0.37, tmp_path, 300)
 
 
 # ---------------------------------------------------------------------------- shellcheck
