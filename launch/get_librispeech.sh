@@ -171,6 +171,12 @@ fetch() {  # fetch NAME: DIR/NAME.tar.gz complete, resuming DIR/NAME.tar.gz.part
       echo "$1: the server does not resume downloads; starting again" >&2
       rm -f "$partial"
     elif [ "$(file_bytes "$partial")" -le "$before" ]; then
+      # No progress: perhaps nothing was left to fetch (a run stopped before the rename;
+      # the server then refuses the range, curl exits 22).
+      if [ "$(md5_of "$partial")" = "$(expected_md5 "$1")" ]; then
+        mv "$partial" "$archive"
+        return 0
+      fi
       break
     fi
   done

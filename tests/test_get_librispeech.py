@@ -82,6 +82,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     ranged = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
     if ranged:
       start = int(ranged.group(1))
+      if start >= len(data):
+        self.send_response(416)
+        self.send_header("Content-Range", f"bytes */{len(data)}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return
       self.send_response(206)
       self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
     else:
@@ -227,6 +233,21 @@ def test_interrupted_download_resumes_on_rerun(tmp_path, server):
   assert server.requests == [("/dev-clean.tar.gz", f"bytes={kept}-")]
   assert f"resuming {server.url}/dev-clean.tar.gz after {kept} bytes" in result.stdout
   # Extracted only after the MD5 of the joined bytes matched.
+  _assert_subset_on_disk(data.resolve(), "dev-clean")
+  assert _leftovers(data) == []
+
+
+@pytest.mark.parametrize("downloader", ["curl", "wget"])
+def test_complete_partial_download_is_used(tmp_path, server, downloader):
+  # A run stopped after the last byte, before the rename: the server refuses the range.
+  data = tmp_path / "data"
+  data.mkdir()
+  shutil.copy(os.path.join(server.root, "dev-clean.tar.gz"),
+              data / "dev-clean.tar.gz.partial")
+  result = _get(tmp_path, server, "--subsets", "dev-clean", downloader=downloader)
+  assert result.returncode == 0, result.stderr
+  size = os.path.getsize(os.path.join(server.root, "dev-clean.tar.gz"))
+  assert server.requests[0] == ("/dev-clean.tar.gz", f"bytes={size}-")
   _assert_subset_on_disk(data.resolve(), "dev-clean")
   assert _leftovers(data) == []
 
