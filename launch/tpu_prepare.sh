@@ -105,7 +105,7 @@ hours=(train-clean-100:train_clean100:1006 train-clean-360:train_clean360:3636
   train-other-500:train_other500:4967 dev-clean:dev_clean:54 dev-other:dev_other:53
   test-clean:test_clean:54 test-other:test_other:51)
 
-disk_check_args() {  # disk_check_args OUT: the words after `bash -c LINE` for this plan
+disk_check_args() {  # disk_check_args OUT: sets check_args, the words after bash -c LINE
   local row name split tenths glob tfds_mb=0 chosen=() globs
   case "$source" in tfds:*) tfds_mb=180000 ;; esac
   IFS=, read -r -a globs <<< "$train_globs,$test_globs"
@@ -119,7 +119,7 @@ disk_check_args() {  # disk_check_args OUT: the words after `bash -c LINE` for t
   done
   local src="$source"
   if [ "$tfds_mb" -gt 0 ]; then src=""; fi
-  printf '%s\0' "$1" "$src" "$tfds_mb" ${chosen[@]+"${chosen[@]}"}
+  check_args=("$1" "$src" "$tfds_mb" ${chosen[@]+"${chosen[@]}"})
 }
 
 if [ "$local_mode" = 1 ]; then
@@ -127,9 +127,9 @@ if [ "$local_mode" = 1 ]; then
   if [ -x "$repo_root/.venv/bin/python" ]; then python="$repo_root/.venv/bin/python"; fi
   local_dir="${local_dir:-$repo_root/runs/librispeech/shards}"
   if [ "$check_disk" = 1 ]; then
-    mapfile -d '' args < <(disk_check_args "$local_dir")
-    if [ "$dry_run" = 1 ]; then run bash -c "$disk_check" disk-check "${args[@]}"
-    else bash -c "$disk_check" disk-check "${args[@]}"; fi
+    disk_check_args "$local_dir"
+    if [ "$dry_run" = 1 ]; then run bash -c "$disk_check" disk-check "${check_args[@]}"
+    else bash -c "$disk_check" disk-check "${check_args[@]}"; fi
   fi
   run "$python" -m mirnet_jax.prepare --source="$source" --out="$local_dir" \
     ${subsets[@]+"${subsets[@]}"}
@@ -143,9 +143,9 @@ job="set -e; $(quote_all .venv/bin/python -m mirnet_jax.prepare --source="$sourc
   --recursive "$local_dir" "$out"); $(quote_all echo shards copied to "$out")"
 check=""
 if [ "$check_disk" = 1 ]; then
-  mapfile -d '' args < <(disk_check_args "$local_dir")
+  disk_check_args "$local_dir"
   # In a subshell: the line background makes starts from the home directory too.
   check="($(quote_all cd "$remote_dir") && $(quote_all bash -c "$disk_check" disk-check \
-    "${args[@]}")) || exit 1; "
+    "${check_args[@]}")) || exit 1; "
 fi
 tpu_ssh 0 "$check$(background prepare "bash -c $(quote "$job")")"
