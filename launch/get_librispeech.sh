@@ -8,7 +8,7 @@
 #            training on LibriSpeech's training speakers, train-clean-100, train-clean-360
 #            and train-other-500; the 146 unseen speakers of dev-clean, dev-other,
 #            test-clean and test-other). About 61 GB to download, 61 GB extracted. A
-#            smaller start (251 training speakers, 6.4 GB):
+#            smaller start (251 training speakers, 7.7 GB):
 #            --subsets train-clean-100,dev-clean,dev-other,test-clean,test-other
 # --mirror   base URL of the NAME.tar.gz files
 #            (default https://www.openslr.org/resources/12)
