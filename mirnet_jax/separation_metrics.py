@@ -8,6 +8,8 @@
 * SI-SDR (Le Roux et al., 2019): zero-mean signals, the reference scaled by the
   least-squares gain; a few lines of numpy, written out here so its convention is explicit.
 * PESQ: ITU-T P.862.2 wide-band from the `pesq` package, at 16 kHz.
+mir_eval and pesq are the `[separation]` extra, imported when first used: without them
+this module imports, and a metric that needs one raises a UserError naming the extra.
 Improvements are the estimate's score minus the unprocessed mixture's score against the
 same reference. A system whose outputs have an identity (the enrolled baseline: output i
 is enrolled speaker i) is scored under that assignment, so extracting the wrong speaker
@@ -16,15 +18,25 @@ permutation with the best mean SI-SDR (the scoring convention of PIT papers). In
 are percentile bootstraps over mixtures (both sources of a mixture resampled together).
 """
 
+import importlib
 import warnings
 
-import mir_eval
 import numpy as np
-import pesq as pesq_lib
 
+from mirnet_jax import errors
 from mirnet_jax import permutations
 
 SAMPLE_RATE = 16000
+
+
+def _extra(module: str):
+  """`module` of the [separation] extra, imported; a UserError naming the extra if it is
+  not installed."""
+  try:
+    return importlib.import_module(module)
+  except ImportError:
+    raise errors.UserError(f"separation metrics need {module.split('.')[0]}: "
+                           "pip install -e '.[separation]'") from None
 
 
 def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -41,7 +53,7 @@ def sdr(estimates: np.ndarray, references: np.ndarray) -> np.ndarray:
   """BSS-eval SDR in dB of `estimates[i]` against `references[i]` (`[N, L]` each)."""
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # the deprecation (module docstring)
-    values, _, _, _ = mir_eval.separation.bss_eval_sources(
+    values, _, _, _ = _extra("mir_eval.separation").bss_eval_sources(
         np.asarray(references, np.float64), np.asarray(estimates, np.float64),
         compute_permutation=False)
   return values
@@ -50,6 +62,7 @@ def sdr(estimates: np.ndarray, references: np.ndarray) -> np.ndarray:
 def pesq_wb(estimate: np.ndarray, reference: np.ndarray) -> float:
   """Wide-band PESQ (MOS-LQO, about 1.0-4.64) of `estimate` against `reference`, 16 kHz;
   NaN when PESQ finds no speech in the reference."""
+  pesq_lib = _extra("pesq")
   try:
     return float(pesq_lib.pesq(SAMPLE_RATE, np.asarray(reference, np.float32),
                                np.asarray(estimate, np.float32), "wb"))

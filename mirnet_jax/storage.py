@@ -2,7 +2,9 @@
 
 Workdirs and shard directories may be either. Everything goes through `etils.epath` (what
 orbax and grain use too): local paths through `os`, `gs://` through TensorFlow's
-`tf.io.gfile` when TensorFlow is installed (the `[tfds]` extra), else through gcsfs.
+`tf.io.gfile` when TensorFlow is installed (the `[tfds]` extra), else through gcsfs (the
+`[gcs]` extra, which also brings the google-cloud-storage client orbax lists checkpoint
+steps with). The first gs:// path seen without them is a UserError naming the extra.
 
 Object storage has no rename and no append, so two calls differ by kind of path:
 `write_bytes` (and `write_text`, `write_json`) is a temp file + `os.replace` locally and
@@ -13,6 +15,8 @@ the local temp file + rename for writers that need a file name of their own.
 """
 
 import contextlib
+import functools
+import importlib.util
 import json
 import os
 import re
@@ -20,12 +24,40 @@ import threading
 
 from etils import epath
 
+from mirnet_jax import errors
+
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 def is_remote(path) -> bool:
-  """True for a URL (`gs://...`), False for a local path."""
-  return bool(_URL.match(os.fspath(path)))
+  """True for a URL (`gs://...`), False for a local path. A gs:// URL on a machine
+  without the packages that reach Cloud Storage raises a UserError naming them."""
+  path = os.fspath(path)
+  if path.startswith("gs://"):
+    _check_gcs_packages()
+  return bool(_URL.match(path))
+
+
+@functools.cache
+def _check_gcs_packages():
+  """Raises a UserError unless epath can reach gs:// (tf.io.gfile or gcsfs) and orbax
+  can list its checkpoints (google-cloud-storage). The packages are looked up, not
+  imported: TensorFlow's import takes seconds."""
+  missing = []
+  if not (_found("gcsfs") or _found("tensorflow")):
+    missing.append("gcsfs")
+  if not _found("google.cloud.storage"):
+    missing.append("google-cloud-storage")
+  if missing:
+    raise errors.UserError(f"gs:// paths need {' and '.join(missing)}: "
+                           "pip install -e '.[gcs]'")
+
+
+def _found(module: str) -> bool:
+  try:
+    return importlib.util.find_spec(module) is not None
+  except ModuleNotFoundError:  # a parent package (google, google.cloud) is missing
+    return False
 
 
 def absolute(path) -> str:
