@@ -36,6 +36,8 @@ import gzip
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -52,6 +54,7 @@ from mirnet_jax import features
 from mirnet_jax import tasks
 from mirnet_jax import train
 from mirnet_jax import train_state
+from mirnet_jax import xla_cpu
 from mirnet_jax.data import pipeline
 from mirnet_jax.data import shards
 from mirnet_jax.data import synthetic
@@ -78,21 +81,33 @@ def define_flags():
                        "(0: skip the end-to-end measure).")
   flags.DEFINE_string("profile_dir", None, "Write a jax.profiler trace of two train steps "
                       "here and list the costliest ops.")
+  flags.DEFINE_bool("train_only", False, "Time only the train step (and the matmul peak).")
+  flags.DEFINE_bool("compare_cpu_conv_paths", False, "Time only the train step, under each "
+                    "XLA:CPU convolution path (mirnet_jax/xla_cpu.py), one process per path "
+                    "run in turns --rounds times; report each path's best.")
+  flags.DEFINE_integer("rounds", 3, "Turns of --compare_cpu_conv_paths.", 1)
 
 
-def _timed(fn, repeats: int) -> float:
-  """Seconds of the fastest of `repeats` blocking calls of `fn`, after a warm-up call.
+class Timing(collections.namedtuple("Timing", "wall cpu")):
+  """Seconds of wall-clock time and of this process's CPU time (all its threads)."""
+
+
+def _timed(fn, repeats: int) -> Timing:
+  """The fastest of `repeats` blocking calls of `fn`, after a warm-up call.
 
   The fastest, not the mean: on a shared machine every other process only ever adds time,
   so the minimum is the stable estimate of what the hardware does (as `timeit` advises).
-  The matmul peak is timed the same way, so their ratio compares like with like."""
+  The matmul peak is timed the same way, so their ratio compares like with like. The CPU
+  time (the least of the calls too) is the work done, which other processes change less
+  than the wall time: what compares two settings on a busy machine."""
   jax.block_until_ready(fn())
-  best = float("inf")
+  wall = cpu = float("inf")
   for _ in range(repeats):
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     jax.block_until_ready(fn())
-    best = min(best, time.perf_counter() - start)
-  return best
+    wall = min(wall, time.perf_counter() - start)
+    cpu = min(cpu, time.process_time() - start_cpu)
+  return Timing(wall, cpu)
 
 
 def matmul_peak(dtype, size: int | None = None) -> float:
@@ -100,7 +115,7 @@ def matmul_peak(dtype, size: int | None = None) -> float:
   size = size or (2048 if jax.default_backend() == "cpu" else 8192)
   a = jnp.ones((size, size), dtype)
   mm = jax.jit(lambda x, y: x @ y)
-  seconds = _timed(lambda: mm(a, a), 5)
+  seconds = _timed(lambda: mm(a, a), 5).wall
   return 2 * size ** 3 / seconds
 
 
@@ -175,10 +190,11 @@ def bench_train(config, task, batch_size: int, num_classes: int, steps: int,
     holder[0], metrics = compiled(holder[0], batch)
     return metrics["train/loss"]
 
-  seconds = _timed(one_step, steps)
+  seconds, cpu_seconds = _timed(one_step, steps)
   stats = jax.devices()[0].memory_stats() or {}
   result = dict(train_batch_size=batch_size, train_compile_s=compile_s,
-                train_step_s=seconds, train_examples_per_s=batch_size / seconds,
+                train_step_s=seconds, train_step_cpu_s=cpu_seconds,
+                train_examples_per_s=batch_size / seconds,
                 train_flops_per_example=flops / batch_size,
                 train_flops_per_s=flops / seconds,
                 peak_device_memory_bytes=stats.get("peak_bytes_in_use"))
@@ -230,7 +246,7 @@ def bench_extract(task, batch_size: int = 16) -> dict:
   x = jnp.zeros(abstract.shape, abstract.dtype)
   variables = jax.jit(lambda: model.init(jax.random.key(0), x, train=False))()
   forward = jax.jit(lambda v, m: model.apply(v, m, train=False)["embeddings"])
-  seconds = _timed(lambda: forward(variables, x), 3)
+  seconds = _timed(lambda: forward(variables, x), 3).wall
   return dict(extract_batch_size=batch_size, extract_mixtures_per_s=batch_size / seconds)
 
 
@@ -343,19 +359,23 @@ def bench_end_to_end(config, shard_dir: str, batch_size: int, steps: int,
 
 def run(config, batch_size: int, dtype: str, shard_dir: str | None, steps: int,
         num_classes: int, pipeline_seconds: float, profile_dir: str | None = None,
-        pipeline_speakers: int = 2000, end_to_end_steps: int = 5) -> dict:
+        pipeline_speakers: int = 2000, end_to_end_steps: int = 5,
+        train_only: bool = False) -> dict:
   config = config.copy_and_resolve_references()
   config.model.dtype = dtype
   device = jax.devices()[0]
   result = dict(device=f"{device.platform}:{device.device_kind}",
                 device_count=jax.device_count(), cpu_cores=os.cpu_count(),
-                cpu=cpu_description(), jax_version=jax.__version__, dtype=dtype,
+                cpu=cpu_description(), jax_version=jax.__version__,
+                xla_flags=os.environ.get("XLA_FLAGS", ""), dtype=dtype,
                 crop_frames=int(config.data.crop_frames))
   task = tasks.create(config, num_classes)
   result.update(bench_train(config, task, batch_size, num_classes, steps, profile_dir))
   result["matmul_peak_flops_per_s"] = matmul_peak(jnp.dtype(dtype))
   result["train_flops_fraction_of_matmul_peak"] = (
       result["train_flops_per_s"] / result["matmul_peak_flops_per_s"])
+  if train_only:
+    return result
   result.update(bench_extract(task))
   with tempfile.TemporaryDirectory() as tmp:
     if shard_dir is None:
@@ -373,6 +393,52 @@ def run(config, batch_size: int, dtype: str, shard_dir: str | None, steps: int,
   result["pipeline_keeps_up"] = (result["pipeline_mixtures_per_s"]
                                  >= result["train_examples_per_s"])
   return result
+
+
+def compare_cpu_conv_paths(args: list[str], rounds: int) -> dict:
+  """The train step timed under each of xla_cpu.PATHS: this command with `args` and
+  --train_only, one process per path (XLA reads its flags once per process), the paths
+  run in turns `rounds` times so that a machine's drift reaches each alike; each path's
+  fastest round is kept."""
+  if xla_cpu.FUSION_FLAG in xla_cpu.users_xla_flags:
+    raise errors.UsageError(f"XLA_FLAGS set {xla_cpu.FUSION_FLAG}, which would override "
+                            "every path compared")
+  runs = {}
+  for _ in range(rounds):
+    for path in xla_cpu.PATHS:
+      proc = subprocess.run(
+          [sys.executable, "-m", "mirnet_jax.benchmark", "--train_only", *args],
+          env=dict(os.environ, XLA_FLAGS=xla_cpu.users_xla_flags, **{xla_cpu.ENV_VAR: path}),
+          capture_output=True, text=True)
+      if proc.returncode:
+        raise RuntimeError(f"the {path} run failed:\n{proc.stderr[-3000:]}")
+      report = json.loads(proc.stdout.strip().splitlines()[-1])
+      if path not in runs or report["train_step_s"] < runs[path]["train_step_s"]:
+        runs[path] = report
+  first = next(iter(runs.values()))
+  result = {k: first[k] for k in ("device", "cpu_cores", "cpu", "jax_version", "dtype",
+                                  "train_batch_size", "train_flops_per_example")}
+  result.update(rounds=rounds, cpu_conv_path_default=xla_cpu.DEFAULT_PATH, cpu_conv_paths={
+      path: {k: r[k] for k in ("xla_flags", "train_examples_per_s", "train_step_s",
+                               "train_step_cpu_s", "train_flops_fraction_of_matmul_peak")}
+      for path, r in runs.items()})
+  result["cpu_conv_path_fastest"] = max(
+      runs, key=lambda path: runs[path]["train_examples_per_s"])
+  return result
+
+
+def conv_paths_table(result: dict) -> str:
+  rows = [f"{result['device']}, {result['cpu']}, jax {result['jax_version']}: train step, "
+          f"batch {result['train_batch_size']}, {result['dtype']}, best of "
+          f"{result['rounds']} rounds"]
+  for path, r in result["cpu_conv_paths"].items():
+    rows.append(f"  {path:8s} {r['train_examples_per_s']:6.2f} examples/s, "
+                f"{r['train_step_cpu_s']:6.2f} CPU-s/step, "
+                f"{100 * r['train_flops_fraction_of_matmul_peak']:3.0f}% of the matmul peak"
+                f"  (XLA_FLAGS={r['xla_flags']!r})")
+  rows.append(f"fastest: {result['cpu_conv_path_fastest']}; default: "
+              f"{result['cpu_conv_path_default']}")
+  return "\n".join(rows)
 
 
 def cpu_description() -> str:
@@ -430,10 +496,18 @@ def table(result: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise errors.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.compare_cpu_conv_paths:
+    own = ("--compare_cpu_conv_paths", "--nocompare_cpu_conv_paths", "--rounds")
+    args = [a for a in sys.argv[1:] if not a.split("=", 1)[0] in own]
+    result = compare_cpu_conv_paths(args, FLAGS.rounds)
+    print(conv_paths_table(result))
+    print(json.dumps(result))
+    return
   result = run(FLAGS.config, FLAGS.batch_size, FLAGS.dtype, FLAGS.shards, FLAGS.steps,
                FLAGS.num_classes, FLAGS.pipeline_seconds, FLAGS.profile_dir,
-               FLAGS.pipeline_speakers, FLAGS.end_to_end_steps)
-  print(table(result))
+               FLAGS.pipeline_speakers, FLAGS.end_to_end_steps, FLAGS.train_only)
+  print(table(result) if not FLAGS.train_only else
+        f"train step: {result['train_examples_per_s']:.2f} examples/s")
   print(json.dumps(result))
 
 

@@ -8,9 +8,9 @@ Each `python -m mirnet_jax.<command>` module ends with
 and defines its flags in `define_flags()`, never at import time, so that every module of
 the package imports into one process (a notebook, a test, another program) without
 absl's DuplicateFlagError. `run` parses the command line, keeps library INFO logs quiet,
-and turns an errors.UserError (or a bad flag) into one line `error: ...` on stderr: exit
-status 2 for a command line that cannot run (errors.UsageError, absl flag errors), 1 for
-everything else.
+chooses XLA:CPU's convolution path (xla_cpu.py), and turns an errors.UserError (or a bad
+flag) into one line `error: ...` on stderr: exit status 2 for a command line that cannot
+run (errors.UsageError, absl flag errors), 1 for everything else.
 """
 
 import os
@@ -25,6 +25,7 @@ from ml_collections.config_flags import config_path
 
 from mirnet_jax import configs
 from mirnet_jax import errors
+from mirnet_jax import xla_cpu
 
 
 def _ours_or_warning(record) -> bool:
@@ -57,6 +58,7 @@ def run(main, define_flags=None):
   def guarded(argv):
     quiet_libraries()
     try:
+      xla_cpu.configure()  # before main starts a JAX backend
       if "config" in flags.FLAGS:
         _check_config_overrides(flags.FLAGS["config"])
       main(argv)

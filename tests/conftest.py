@@ -15,6 +15,10 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(REPO, ".pytest_cache", "jax_compilation_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# The XLA:CPU convolution path every command runs with (cli.run), for the suite's own
+# JAX too, so that results computed here and by a command compare bit for bit.
+from mirnet_jax import xla_cpu  # pylint: disable=g-import-not-at-top,wrong-import-position
+xla_cpu.configure()
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -15,6 +15,7 @@ from mirnet_jax import benchmark
 from mirnet_jax import tasks
 from mirnet_jax import train
 from mirnet_jax import train_state
+from mirnet_jax import xla_cpu
 from mirnet_jax.configs import tiny
 from tests import conftest
 
@@ -42,6 +43,8 @@ def test_benchmark_prints_the_promised_json(tmp_path):
   assert report["train_examples_per_s"] > 0 and report["extract_mixtures_per_s"] > 0
   assert report["pipeline_mixtures_per_s_per_core"] > 0
   assert report["cpu"] and report["jax_version"] == jax.__version__
+  # The command ran with the project's XLA:CPU convolution path (xla_cpu.py).
+  assert report["xla_flags"] == f"{xla_cpu.FUSION_FLAG}={xla_cpu.PATHS['xla']}"
   # Chunked reads: at most ceil(crop / chunk) + 1 chunks a source, far below the whole
   # LibriSpeech-length utterances (12.3 s on average against the tiny config's 1 s crop).
   crop = report["pipeline_crop_bytes_per_mixture"]
@@ -63,6 +66,25 @@ def test_benchmark_prints_the_promised_json(tmp_path):
   assert ops and all(op["ms_per_step"] > 0 for op in ops)
   assert 0 < sum(op["share"] for op in ops) <= 1 + 1e-9
   assert ops[0]["op"] in result.stdout
+
+
+def test_the_convolution_paths_are_compared_each_in_its_own_process(
+    tmp_path, monkeypatch):
+  monkeypatch.delenv("XLA_FLAGS", raising=False)  # conftest's choice: each run makes its own
+  result = _run_elsewhere(tmp_path, "--config=configs/tiny.py", "--batch_size=2",
+                          "--steps=1", "--num_classes=10", "--compare_cpu_conv_paths",
+                          "--rounds=1")
+  assert result.returncode == 0, result.stderr[-2000:]
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  paths = report["cpu_conv_paths"]
+  assert list(paths) == list(xla_cpu.PATHS)
+  assert paths["ynnpack"]["xla_flags"] == ""
+  assert paths["xla"]["xla_flags"] == f"{xla_cpu.FUSION_FLAG}=dot"
+  assert all(r["train_examples_per_s"] > 0 and r["train_step_cpu_s"] > 0
+             for r in paths.values())
+  assert report["cpu_conv_path_fastest"] in paths
+  assert report["train_batch_size"] == 2 and report["rounds"] == 1
+  assert "fastest:" in result.stdout
 
 
 @pytest.mark.parametrize("args, message", [

@@ -121,12 +121,18 @@ def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(shard_
   (from_two, two_position), (from_one, one_position) = _restored(two), _restored(one)
   assert two_position == one_position == STEPS * tiny.get_config().batch_size
   assert jax.tree.structure(from_two) == jax.tree.structure(from_one)
-  # atol: Adam divides each gradient by its own running RMS, so an element whose gradient
-  # changes sign or is near zero moves by up to the learning rate (1e-3) on the
-  # reduction-order noise alone (measured: up to 1e-4 after 4 steps). A quarter of one
-  # step: a lost, doubled or other update moves by a whole one.
-  for a, b in zip(jax.tree.leaves(from_two), jax.tree.leaves(from_one)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=2.5e-4)
+  # Adam divides each gradient by its own running RMS, so an element whose gradient is
+  # near zero moves by up to the learning rate (1e-3) either way on reduction-order noise
+  # alone: typically up to 1e-4 after 4 steps, and now and then one element by two whole
+  # steps (measured: 1 of the tiny model's ~30,000, with XLA:CPU's own convolutions). A
+  # lost, doubled or other update moves nearly every element by a whole step: so at most
+  # 1 in 1,000 elements may differ by more than a quarter step, none by more than the
+  # 4 steps' reach either way.
+  differ = [np.abs(np.asarray(a) - np.asarray(b)).ravel()
+            for a, b in zip(jax.tree.leaves(from_two), jax.tree.leaves(from_one))]
+  differ = np.concatenate(differ)
+  assert np.mean(differ > 2.5e-4) <= 1e-3, np.sort(differ)[-10:]
+  assert differ.max() <= 2 * STEPS * 1e-3, differ.max()
   # ... and the same command without multi-host flags or workers resumes it in one
   # process, on the batches the one-process run resumes on.
   stderr, = _run_together([[sys.executable, "-m", "mirnet_jax.main",

@@ -7,6 +7,8 @@ import sys
 if __name__ == "__main__":
   devices, shard_dir, workdir, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
   os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  from mirnet_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  xla_cpu.configure()  # as every command does (cli.run)
   import jax  # pylint: disable=g-import-not-at-top
   from mirnet_jax.configs import tiny
   from mirnet_jax import train
