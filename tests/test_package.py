@@ -255,3 +255,20 @@ def test_setup_env_on_macos_says_to_brew_install_espeak_ng(tmp_path):
   assert result.stderr.splitlines() == [
       "error: espeak-ng is missing: install it with Homebrew (brew install espeak-ng),"
       " then rerun this script"]
+
+
+def test_launch_scripts_install_extras_that_exist():
+  # pip only warns about an extra a package does not have, and installs without it.
+  extras = set(_setup_cfg()["options.extras_require"])
+  # setup_env.sh's argument (demo.sh, test.sh) or the workers' `-e ".[...]"`.
+  install = re.compile(r'setup_env\.sh" "([^"]*)"|-e \\"\.\[([^\]]*)\]')
+  wanted = {}
+  for script in ("demo.sh", "test.sh", "tpu_install.sh"):
+    with open(os.path.join(REPO, "launch", script)) as f:
+      (groups,) = install.findall(f.read())
+    wanted[script] = set("".join(groups).split(","))
+  assert wanted["demo.sh"] >= {"separation"}  # its last stage: evaluate_separation
+  assert wanted["test.sh"] >= {"tfds", "separation", "test"}
+  assert wanted["tpu_install.sh"] >= {"tpu", "gcs"}
+  for script, names in wanted.items():
+    assert names <= extras, (script, names - extras)
