@@ -4,8 +4,8 @@
 #       [--local-dir DIR] [--train-subsets GLOBS] [--test-subsets GLOBS] [--local]
 #       [--skip-disk-check] [shared flags]
 # --source         an extracted LibriSpeech directory on the machine that prepares
-#                  (launch/get_librispeech.sh makes one), or tfds:librispeech (TFDS
-#                  downloads and builds it on first use). Required: neither fits every
+#                  (launch/get_librispeech.sh makes one), or tfds:librispeech/lazy_decode
+#                  (TFDS downloads and builds it on first use). Required: neither fits every
 #                  disk (see Disk below), so the choice is yours.
 # --local-dir      where `python -m mirnet_jax.prepare` writes the shards before they are
 #                  copied (default runs/librispeech/shards in the project directory)
@@ -60,7 +60,7 @@ done
 require_gcs --out "$out"
 out="${out%/}"
 [ -n "$source" ] || die "--source is required: an extracted LibriSpeech directory where" \
-  "it prepares (launch/get_librispeech.sh makes one) or tfds:librispeech"
+  "it prepares (launch/get_librispeech.sh makes one) or tfds:librispeech/lazy_decode"
 flags_done
 
 # The disk check, a shell line run where it prepares (bash -c LINE disk-check OUT SOURCE

@@ -25,6 +25,7 @@ from ml_collections.config_flags import config_path
 
 from mirnet_jax import configs
 from mirnet_jax import errors
+from mirnet_jax import storage
 from mirnet_jax import xla_cpu
 
 
@@ -37,6 +38,16 @@ def quiet_libraries():
   """Keeps this project's INFO lines and every library's warnings: orbax alone logs ~30
   INFO lines per checkpoint it reads or writes."""
   logging.get_absl_handler().addFilter(_ours_or_warning)
+
+
+def _check_remote_flags():
+  """A gs:// flag value without the [gcs] packages is one line here (storage.is_remote),
+  not a traceback from the first epath call that reaches it."""
+  for name in flags.FLAGS:
+    value = flags.FLAGS[name].value
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+      if isinstance(item, str):
+        storage.is_remote(item)
 
 
 def _fail(message: str, status: int):
@@ -59,6 +70,7 @@ def run(main, define_flags=None):
     quiet_libraries()
     try:
       xla_cpu.configure()  # before main starts a JAX backend
+      _check_remote_flags()
       if "config" in flags.FLAGS:
         _check_config_overrides(flags.FLAGS["config"])
       main(argv)

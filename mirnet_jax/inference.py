@@ -138,7 +138,8 @@ def export(path: str, out: str, step: int | None = None) -> str:
   try:
     manifest = shards.load_manifest(run.config.data.shards)
     trained_on.update(source=manifest.get("source"), num_classes=manifest["num_classes"],
-                      features=manifest.get("features"))
+                      features=manifest.get("features"),
+                      espeak_ng=manifest.get("espeak_ng"))  # evaluate compares it
   except shards.ShardError as e:
     logging.warning("%s; the export records the shards' path only", e)
   run.exported = dict(from_workdir=storage.absolute(path), step=model.step,

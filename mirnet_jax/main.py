@@ -19,9 +19,9 @@ def define_flags():
   # Multi-host (see mirnet_jax/distributed.py): a single-host run needs none of these.
   flags.DEFINE_enum(
       "distributed", "auto", ["auto", "on", "off"],
-      "jax.distributed.initialize(): auto = when the flags below are given or a cluster "
-      "(Cloud TPU VM, Slurm, Open MPI) launched several processes; on = always; off = "
-      "never.")
+      "jax.distributed.initialize(): auto = when the flags below are given or JAX's "
+      "cluster detection finds a cluster (Cloud TPU VM, Slurm, Open MPI, Kubernetes); "
+      "on = always; off = never.")
   flags.DEFINE_string("coordinator_address", None,
                       "host:port of process 0 (multi-host without a cluster environment; "
                       "with --num_processes and --process_id).")

@@ -1,7 +1,7 @@
 r"""Prepares spectrogram shards from a corpus.
 
   python -m mirnet_jax.prepare --source=runs/demo/corpus --out=runs/demo/shards
-  python -m mirnet_jax.prepare --source=tfds:librispeech --out=/data/shards
+  python -m mirnet_jax.prepare --source=tfds:librispeech/lazy_decode --out=/data/shards
 
 `--out` is a local directory: training reads shards from a gs:// URL too, but they are
 prepared locally and copied there (`gcloud storage rsync --recursive /data/shards
@@ -39,7 +39,8 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  flags.DEFINE_string("source", None, "LibriSpeech-layout directory or tfds:librispeech.")
+  flags.DEFINE_string("source", None, "LibriSpeech-layout directory or "
+                      "tfds:librispeech/lazy_decode.")
   flags.DEFINE_string("out", None, "Output shard directory (local).")
   flags.DEFINE_list("train_subsets", ["train*"], "Glob patterns of training subsets "
                     "(empty, `--train_subsets=`: an evaluation-only corpus, all unseen).")

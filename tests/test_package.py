@@ -203,12 +203,18 @@ def test_gs_paths_without_the_extra_name_it(fresh_gcs_check, monkeypatch, absent
   assert not storage.is_remote("/local/run")  # local paths need none of them
 
 
-def test_gs_path_without_the_extra_is_a_one_line_command_error(tmp_path):
+# evaluate reads its workdir through epath before any storage call: cli.run checks every
+# flag value first.
+@pytest.mark.parametrize("command, args", [
+    ("prepare", ["--source={tmp}", "--out=gs://bucket/shards"]),
+    ("evaluate", ["--workdir=gs://bucket/run"]),
+])
+def test_gs_path_without_the_extra_is_a_one_line_command_error(tmp_path, command, args):
   block = f"import runpy, sys; sys.modules.update(dict.fromkeys({OPTIONAL!r}));"
   result = subprocess.run(
-      [sys.executable, "-c", block + " sys.argv[0] = 'prepare';"
-       " runpy.run_module('mirnet_jax.prepare', run_name='__main__')",
-       f"--source={tmp_path}", "--out=gs://bucket/shards"],
+      [sys.executable, "-c", block + f" sys.argv[0] = {command!r};"
+       f" runpy.run_module('mirnet_jax.{command}', run_name='__main__')",
+       *(a.format(tmp=tmp_path) for a in args)],
       capture_output=True, text=True, timeout=300, cwd=tmp_path)
   assert result.returncode == 1, result.stderr[-2000:]
   assert result.stderr.strip().splitlines()[-1] == (

@@ -211,7 +211,7 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
   """Writes the shards, index and manifest of `source` into `out_dir`; returns the manifest.
 
   Args:
-    source: a LibriSpeech-layout directory or `tfds:librispeech`.
+    source: a LibriSpeech-layout directory or `tfds:librispeech/lazy_decode`.
     out_dir: the shard directory (created).
     train_subsets / test_subsets: glob patterns over subset (split) names. No training
       patterns at all (an empty list) prepares an evaluation-only corpus: its speakers
