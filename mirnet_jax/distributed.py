@@ -40,6 +40,7 @@ DETECTED = "JAX cluster detection"
 # Launchers that say how many processes they started: JAX would pin a single one to the
 # GPU of its local rank (its Slurm and Open MPI detection sets local_device_ids).
 _PROCESS_COUNT_VARIABLES = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
+_NO_CLUSTER = "coordinator_address should be defined"  # jax/_src/distributed.py's words
 
 
 class DistributedError(errors.UserError):
@@ -123,9 +124,10 @@ def initialize(mode: str = "auto", coordinator_address: str | None = None,
     jax.distributed.initialize(**given, initialization_timeout=timeout_s)
   except Exception as e:  # ValueError, RuntimeError, the metadata server's HTTP errors...
     detail = " ".join(str(e).split()) or type(e).__name__
-    # JAX raises ValueError, having started nothing, when it finds no cluster.
+    # JAX raises this ValueError, having started nothing, when it finds no cluster; any
+    # other failure of a cluster it found stays an error.
     if (mode == "auto" and not given and isinstance(e, ValueError)
-        and not jax.distributed.is_initialized()):
+        and _NO_CLUSTER in str(e) and not jax.distributed.is_initialized()):
       logging.info("a single process: jax.distributed.initialize() found no cluster "
                    "(%s)", detail)
       return None

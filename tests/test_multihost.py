@@ -253,9 +253,13 @@ def test_no_cluster_found_is_an_error_only_when_asked_for(monkeypatch):
     distributed.initialize("on")
 
 
-def test_a_failing_detected_cluster_is_a_one_line_error(monkeypatch):
+@pytest.mark.parametrize("failure", [
+    RuntimeError("metadata server:\n  unreachable"),
+    ValueError("metadata server:\n  unreachable"),  # only "no cluster" means one process
+])
+def test_a_failing_detected_cluster_is_a_one_line_error(monkeypatch, failure):
   _plain_machine(monkeypatch)
-  _fake_initialize(monkeypatch, RuntimeError("metadata server:\n  unreachable"))
+  _fake_initialize(monkeypatch, failure)
   with pytest.raises(distributed.DistributedError,
                      match=r"detection\): metadata server: unreachable;"):
     distributed.initialize()
