@@ -290,6 +290,21 @@ def test_preparing_leaves_no_temporary_file(shard_dir):
   assert not [n for n in os.listdir(shard_dir) if ".tmp-" in n]
 
 
+def test_an_in_process_preparation_reads_the_corpus_as_it_is_now(corpus, tmp_path,
+                                                               monkeypatch):
+  # A reader cached by an earlier preparation of the same source (in a notebook, a
+  # TFDS dataset rebuilt since, a mock that ended) must not be used again.
+  class Stale:
+    def load(self, ref):
+      raise AssertionError(f"the stale reader was asked for {ref}")
+
+  cache = shards._CORPUS_CACHE  # pylint: disable=protected-access
+  monkeypatch.setitem(cache, corpus["root"], Stale())
+  manifest = shards.prepare(corpus["root"], str(tmp_path / "s"), utterances_per_shard=8,
+                            workers=1)
+  assert manifest["splits"]["train"]["utterances"] > 0
+
+
 def test_shard_errors_are_user_errors():
   assert issubclass(shards.ShardError, errors.UserError)
 

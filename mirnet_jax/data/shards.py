@@ -134,12 +134,16 @@ class ShardJob:
   chunk_frames: int = CHUNK_FRAMES
 
 
+# A worker process's corpus, opened by its first job. Only in workers: the parent passes
+# its own reader, which sees the corpus as it is now (a cache there would outlive it).
 _CORPUS_CACHE = {}
 
 
-def _write_shard(job: ShardJob) -> str:
-  """Worker: loads, transforms and writes one shard plus its sidecar, atomically."""
-  corpus = _CORPUS_CACHE.get(job.source)
+def _write_shard(job: ShardJob, corpus=None) -> str:
+  """Loads, transforms and writes one shard plus its sidecar, atomically; `corpus`
+  reads job.source (None in a worker process: opened once per process)."""
+  if corpus is None:
+    corpus = _CORPUS_CACHE.get(job.source)
   if corpus is None:
     corpus = _CORPUS_CACHE[job.source] = sources.open_corpus(job.source)
   skipped = corpora.Skipped()
@@ -285,7 +289,7 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
     workers = min(workers or os.cpu_count() or 1, len(todo))
     if workers == 1:
       for job in todo:
-        _write_shard(job)
+        _write_shard(job, corpus)
     else:
       # spawn, not fork: TensorFlow (TFDS) and threads in the parent don't survive fork.
       with multiprocessing.get_context("spawn").Pool(workers) as pool:
