@@ -509,7 +509,7 @@ def main(argv):
     raise errors.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if FLAGS.compare_cpu_conv_paths:
     own = ("--compare_cpu_conv_paths", "--nocompare_cpu_conv_paths", "--rounds")
-    args = [a for a in sys.argv[1:] if not a.split("=", 1)[0] in own]
+    args = [a for a in sys.argv[1:] if a.split("=", 1)[0] not in own]
     result = compare_cpu_conv_paths(args, FLAGS.rounds)
     print(conv_paths_table(result))
     print(json.dumps(result))
