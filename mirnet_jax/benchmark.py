@@ -335,11 +335,11 @@ def bench_end_to_end(config, shard_dir: str, batch_size: int, steps: int,
   manifest = shards.load_manifest(shard_dir)
   task = tasks.create(config, manifest["num_classes"])
   step, state, sharding, _, _ = _train_step(config, task)
-  ds = pipeline.make_dataset(shard_dir, "train", task.spec, seed=0, epoch_length=10 ** 6,
-                             local_batch=batch_size, workers=workers,
+  ds = pipeline.make_dataset(shard_dir, "train", task.train_spec, seed=0,
+                             epoch_length=10 ** 6, local_batch=batch_size, workers=workers,
                              read_threads=int(config.data.read_threads))
   it = iter(ds)
-  keys = task.input_keys
+  keys = task.train_input_keys
   fixed = train.to_global(next(it), sharding, keys)
   holder = [state]
 

@@ -22,6 +22,7 @@ A model is built from `config.model` as it stands: its fields are the model clas
 (nested blocks such as `config.model.resnet` are a submodule's fields).
 """
 
+import dataclasses
 from typing import ClassVar
 
 import flax.linen as nn
@@ -63,6 +64,8 @@ class Task:
   # Whether the conditioning embeddings come from enrolment utterances of the target
   # speakers (then output i is enrolled speaker i's) rather than from the mixture.
   enrolled: ClassVar[bool] = False
+  # Whether the model reads SpecAugment masks (config.data.augment) in training.
+  takes_input_masks: ClassVar[bool] = False
 
   def __init__(self, config: ml_collections.ConfigDict, num_classes: int,
                conditioner: "Task | None" = None):
@@ -76,10 +79,32 @@ class Task:
     self.num_classes = num_classes
     self.conditioner = conditioner
     self.model = self.build_model(model_fields(config.model))
+    # Validation and evaluation mixtures; training's add config.data.augment.
     self.spec = pipeline.MixtureSpec(config.data.num_speakers, config.data.crop_frames,
                                      config.data.gain_db_range,
                                      return_sources=self.is_separator,
                                      return_references=self.enrolled)
+    self.train_spec = self._train_spec(config.data.get("augment"))
+
+  def _train_spec(self, augment) -> pipeline.MixtureSpec:
+    """The training mixtures' spec: `config.data.augment`'s wider level range and
+    augmentation (a config without the block, as runs before it, trains without)."""
+    if augment is None:
+      return self.spec
+    fields = dict(augment)
+    extra_db = float(fields.pop("extra_gain_db_range", 0.0))
+    if extra_db < 0:
+      raise errors.UserError(f"config.data.augment.extra_gain_db_range must be >= 0, got "
+                             f"{extra_db}")
+    try:
+      augmentation = pipeline.Augmentation(**fields)
+    except (TypeError, ValueError) as e:
+      raise errors.UserError(f"config.data.augment: {e}") from None
+    if augmentation.masks and not self.takes_input_masks:
+      raise errors.UserError(f"config.data.augment: task {self.name} takes no time or "
+                               "frequency masks (time_masks, freq_masks must be 0)")
+    return dataclasses.replace(self.spec, gain_db_range=self.spec.gain_db_range + extra_db,
+                               augment=augmentation)
 
   def build_model(self, fields: dict) -> nn.Module:
     raise NotImplementedError
@@ -96,17 +121,26 @@ class Task:
 
   @property
   def input_keys(self) -> tuple[str, ...]:
+    """The model inputs of a validation or evaluation batch."""
     keys = ("mixture", "sources") if self.is_separator else ("mixture", "labels")
     return keys + (("references",) if self.enrolled else ())
 
+  @property
+  def train_input_keys(self) -> tuple[str, ...]:
+    """The model inputs of a training batch: those, and the augmentation's masks."""
+    masks = ("time_keep", "freq_keep") if self.train_spec.augment.masks else ()
+    return self.input_keys + masks
+
   def abstract_batch(self, batch_size: int, sharding=None) -> dict:
+    """The shapes of a training batch (what the compiled train step takes)."""
     t, n = self.spec.crop_frames, self.spec.num_speakers
-    stft = lambda *lead: jax.ShapeDtypeStruct(lead + (t, features.NUM_BINS, 2),
-                                              features.STORAGE_DTYPE, sharding=sharding)
-    shapes = dict(mixture=stft(batch_size),
-                  labels=jax.ShapeDtypeStruct((batch_size, n), jnp.int32, sharding=sharding),
-                  sources=stft(batch_size, n), references=stft(batch_size, n))
-    return {k: shapes[k] for k in self.input_keys}
+    struct = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+    stft = lambda *lead: struct(lead + (t, features.NUM_BINS, 2), features.STORAGE_DTYPE)
+    shapes = dict(mixture=stft(batch_size), labels=struct((batch_size, n), jnp.int32),
+                  sources=stft(batch_size, n), references=stft(batch_size, n),
+                  time_keep=struct((batch_size, t), jnp.bool_),
+                  freq_keep=struct((batch_size, features.NUM_BINS), jnp.bool_))
+    return {k: shapes[k] for k in self.train_input_keys}
 
   def init_variables(self, rng):
     batch = {k: jnp.zeros(v.shape, v.dtype) for k, v in self.abstract_batch(1).items()}
@@ -128,13 +162,15 @@ class Task:
 
 class Classifier(Task):
   """An embedding model trained through a speaker classifier (permutation-min CE)."""
+  takes_input_masks = True
 
   def loss(self, params, batch_stats, batch, frozen, train: bool):
     del frozen
     variables = {"params": params, "batch_stats": batch_stats}
     if train:
+      masks = {k: batch[k] for k in ("time_keep", "freq_keep") if k in batch}
       out, updates = self.model.apply(variables, batch["mixture"], train=True,
-                                      mutable=["batch_stats"])
+                                      mutable=["batch_stats"], **masks)
       batch_stats = updates["batch_stats"]
     else:
       out = self.model.apply(variables, batch["mixture"], train=False)

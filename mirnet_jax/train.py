@@ -179,8 +179,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if jax.process_index() == 0:
     checkpointing.save_config(workdir, run)
   train_iter = iter(pipeline.make_dataset(
-      config.data.shards, "train", task.spec, seed=config.seed,
-      epoch_length=pipeline.examples_per_epoch(config.data.train_hours, task.spec),
+      config.data.shards, "train", task.train_spec, seed=config.seed,
+      epoch_length=pipeline.examples_per_epoch(config.data.train_hours, task.train_spec),
       local_batch=config.batch_size // jax.process_count(),
       process_index=jax.process_index(), process_count=jax.process_count(),
       first_example=next_example, workers=config.data.workers,
@@ -223,7 +223,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         next_example += config.batch_size
         if edit_batch is not None:
           batch = edit_batch(step, batch)
-        state, metrics = step_fn(state, to_global(batch, batch_sharding, task.input_keys))
+        state, metrics = step_fn(state, to_global(batch, batch_sharding,
+                                                  task.train_input_keys))
         pending.append(metrics)
         if step % config.log_every == 0 or step == config.num_train_steps:
           # Read back only here: reading every step would stall the device.

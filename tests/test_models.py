@@ -113,3 +113,46 @@ def test_paper_size_parameter_count(num_classes):
       jax.random.key(0), jnp.zeros((1, 300, 257, 2), jnp.float16)))
   count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
   assert count == expected_paper_parameters(num_classes)
+
+
+def test_attention_readings_differ_only_in_what_the_weights_multiply():
+  """"v1" (Eq. 3 as written): slot i is project(w_i * V1); "rotated": project(w_i * V_i).
+  Same parameters, same weights; the slots' inputs to the projection differ."""
+  n, v1 = 2, jax.random.normal(jax.random.key(3), (2, 30, 12))
+  literal = mirnet.SpectralAttention(n, 8, 16, value="v1")
+  variables = literal.init(jax.random.key(0), v1)
+  z_v1, w_v1 = literal.apply(variables, v1)
+  z_rot, w_rot = mirnet.SpectralAttention(n, 8, 16, value="rotated").apply(variables, v1)
+  np.testing.assert_array_equal(w_v1, w_rot)
+  np.testing.assert_array_equal(z_v1[:, 0], z_rot[:, 0])  # rotation 0 is V1 itself
+  assert not np.allclose(z_v1[:, 1], z_rot[:, 1])
+  project = lambda x: mirnet.leaky_relu(
+      x @ variables["params"]["project"]["kernel"] + variables["params"]["project"]["bias"])
+  v2 = mirnet.rotate_blocks(v1, n, 1)
+  np.testing.assert_allclose(z_rot[:, 1], project(w_rot[:, 1, :, None] * v2), rtol=1e-5,
+                             atol=1e-5)
+  np.testing.assert_allclose(z_v1[:, 1], project(w_v1[:, 1, :, None] * v1), rtol=1e-5,
+                             atol=1e-5)
+  with pytest.raises(ValueError, match="rotated"):
+    mirnet.SpectralAttention(n, 8, 16, value="V2").init(jax.random.key(0), v1)
+
+
+def test_input_masks_zero_the_masked_frames_and_bins_of_the_normalised_input():
+  from mirnet_jax.models import frontend
+  stored = jax.random.normal(jax.random.key(4), (2, 20, 257, 2)).astype(jnp.float16)
+  time_keep = np.ones((2, 20), bool)
+  time_keep[0, 5:9] = False
+  freq_keep = np.ones((2, 257), bool)
+  freq_keep[1, 100:130] = False
+  plain = np.asarray(frontend.log_spectrum(stored))
+  masked = np.asarray(frontend.log_spectrum(stored, time_keep=time_keep,
+                                            freq_keep=freq_keep))
+  keep = time_keep[:, :, None] & freq_keep[:, None, :]
+  np.testing.assert_array_equal(masked[~keep], 0.0)
+  np.testing.assert_array_equal(masked[keep], plain[keep])  # normalised before masking
+  # The model reads them: masked frames change the output, in training as given.
+  model = mirnet.MIRNet(num_classes=5, **TINY)
+  variables = model.init(jax.random.key(0), stored, train=False)
+  out = lambda **k: model.apply(variables, stored, train=False, **k)["embeddings"]
+  assert not np.allclose(out(), out(time_keep=time_keep, freq_keep=freq_keep))
+  np.testing.assert_array_equal(out(), out(time_keep=np.ones((2, 20), bool)))

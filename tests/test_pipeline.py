@@ -232,3 +232,59 @@ def test_worker_processes_are_confined_to_the_cpu_and_start_no_backend(shard_dir
   ds = grain.MapDataset.range(4).map(lambda i: (maker(i), _worker_jax_state(i))[1])
   for e in pipeline.in_worker_processes(ds.to_iter_dataset(), workers=2):
     assert int(e["pid"]) != os.getpid() and not bool(e["initialised"])
+
+
+AUGMENT = pipeline.Augmentation(spectral_shaping_db=12.0, time_masks=2, time_mask_frames=30,
+                                freq_masks=2, freq_mask_bins=40)
+
+
+def test_shaping_curves_are_smooth_gains_through_their_control_points():
+  points_db = np.array([[6.0, -6, 3, -3, 6, 0], [0.0] * 6])
+  curves = pipeline.shaping_curves(points_db)
+  assert curves.shape == (2, 257) and curves.dtype == np.float32
+  np.testing.assert_allclose(curves[1], 1.0)
+  curve_db = 20 * np.log10(curves[0])
+  assert curve_db.max() <= 6 + 1e-4 and curve_db.min() >= -6 - 1e-4
+  # Constant below the first control point (250 Hz: bins 0-8), the last at Nyquist;
+  # the others at their frequencies (500 Hz is bin 16, 1 kHz bin 32).
+  np.testing.assert_allclose(curve_db[:9], 6.0, atol=1e-4)
+  np.testing.assert_allclose(curve_db[[16, 32, -1]], [-6.0, 3.0, 0.0], atol=1e-4)
+  # Piecewise linear on log-frequency: the steepest step between bins is the first one
+  # above 250 Hz, 0.17 of an octave of the first octave's 12 dB.
+  assert np.abs(np.diff(curve_db)).max() < 2.1
+
+
+def test_augmentation_leaves_the_unaugmented_draws_and_shapes_each_source(shard_dir):
+  split = shards.open_split(shard_dir, "train")
+  plain_spec = pipeline.MixtureSpec(return_sources=True)
+  plain = pipeline.MixtureMaker(split, plain_spec, seed=5, epoch_length=64)
+  augmented = pipeline.MixtureMaker(
+      split, pipeline.MixtureSpec(return_sources=True, augment=AUGMENT), seed=5,
+      epoch_length=64)
+  for g in (0, 7, 70):
+    a, b = plain.draw(g), augmented.draw(g)
+    for key in ("labels", "utterances", "offsets", "gains"):
+      np.testing.assert_array_equal(a[key], b[key])  # augmentation has its own stream
+    x, y = plain(g), augmented(g)
+    assert "time_keep" not in x and y["time_keep"].shape == (300,)
+    assert y["freq_keep"].shape == (257,) and y["freq_keep"].dtype == bool
+    assert 0 < (~y["time_keep"]).sum() <= 60 or (~y["freq_keep"]).sum() > 0
+    # Each source is the plain one times its own curve (in float32, before float16).
+    shaping = b["shaping"]
+    assert shaping.shape == (2, 257) and not np.allclose(shaping[0], shaping[1])
+    expected = pipeline.to_float16(
+        pipeline.crop_sources(split, a["utterances"], a["offsets"], a["gains"], 300)
+        * shaping[:, None, :, None])
+    np.testing.assert_array_equal(y["sources"], expected)
+  # Deterministic from (seed, index); another index draws other curves and masks.
+  np.testing.assert_array_equal(augmented.draw(7)["shaping"], augmented.draw(7)["shaping"])
+  assert not np.array_equal(augmented.draw(7)["time_keep"], augmented.draw(8)["time_keep"])
+
+
+def test_masks_reach_the_batch_and_bad_augmentation_is_refused(shard_dir):
+  spec = pipeline.MixtureSpec(augment=AUGMENT)
+  batch = _batches(shard_dir, 1, spec=spec)[0]
+  assert batch["time_keep"].shape == (4, 300) and batch["freq_keep"].shape == (4, 257)
+  assert batch["time_keep"].dtype == bool
+  with pytest.raises(ValueError, match="time_masks"):
+    pipeline.Augmentation(time_masks=-1)

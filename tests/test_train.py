@@ -14,11 +14,13 @@ import pytest
 
 from mirnet_jax.configs import tiny
 from mirnet_jax import checkpointing
+from mirnet_jax import errors
 from mirnet_jax import inference
 from mirnet_jax import nonfinite
 from mirnet_jax import tasks
 from mirnet_jax import train
 from mirnet_jax import train_state
+from mirnet_jax.data import pipeline
 from tests import conftest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -400,3 +402,30 @@ def test_bad_task_or_dtype_is_a_one_line_error(shard_dir, tmp_path, override, me
                  f"--config.data.shards={shard_dir}", override)
   assert result.returncode != 0 and "Traceback" not in result.stderr
   assert message in result.stderr.strip().splitlines()[-1]
+
+
+def test_training_spec_takes_the_augment_block_and_validation_does_not():
+  from mirnet_jax.configs import speaker as speaker_config
+  from mirnet_jax.configs import separation as separation_config
+  c = tiny.get_config()
+  c.data.augment.update(dict(extra_gain_db_range=5.0, spectral_shaping_db=10.0,
+                             time_masks=1))
+  task = tasks.create(c, num_classes=6)
+  assert task.train_spec.gain_db_range == 10.0 and task.spec.gain_db_range == 5.0
+  assert task.train_spec.augment.spectral_shaping_db == 10.0
+  assert task.spec.augment == pipeline.Augmentation()
+  assert task.train_input_keys == ("mixture", "labels", "time_keep", "freq_keep")
+  assert task.input_keys == ("mixture", "labels")
+  assert set(task.abstract_batch(4)) == set(task.train_input_keys)
+  # A config without the block (a run from before it) trains as it did.
+  del c.data["augment"]
+  assert tasks.create(c, num_classes=6).train_spec == tasks.create(c, 6).spec
+  # Masks on a separator, or a negative value, are config errors.
+  sep = separation_config.get_config("upit,tiny")
+  sep.data.augment.time_masks = 2
+  with pytest.raises(errors.UserError, match="masks"):
+    tasks.create(sep, num_classes=6)
+  spk = speaker_config.get_config("tiny")
+  spk.data.augment.extra_gain_db_range = -1.0
+  with pytest.raises(errors.UserError, match="extra_gain_db_range"):
+    tasks.create(spk, num_classes=6)

@@ -28,6 +28,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.val_hours = 15.0
   c.data.workers = 8  # grain worker processes per host
   c.data.read_threads = 4
+  # Training-time augmentation (data/pipeline.py). Off: the paper uses none, and this is
+  # the config that reproduces it. extra_gain_db_range widens the training mixtures' level
+  # range beyond data.gain_db_range (validation and the trials keep that one);
+  # spectral_shaping_db is the spread of each source's random smooth gain curve over
+  # frequency; time/freq masks: SpecAugment on the mixture's log-spectrum.
+  c.data.augment = ml_collections.ConfigDict(dict(
+      extra_gain_db_range=0.0, spectral_shaping_db=0.0, time_masks=0, time_mask_frames=20,
+      freq_masks=0, freq_mask_bins=20))
 
   # The fields of models.mirnet.MIRNet; each nested block is one submodule's fields.
   c.model = ml_collections.ConfigDict()
@@ -35,7 +43,9 @@ def get_config() -> ml_collections.ConfigDict:
       channels=(512, 512, 512, 512, 1500, 514), kernels=(5, 3, 3, 1, 1, 1),
       norm="batch"))  # norm: "batch" or "none"
   c.model.input_norm = True
-  c.model.attention = ml_collections.ConfigDict(dict(dim=64, out_dim=257))
+  # value: what each attention weight multiplies, "v1" (Eq. 3 as written) or "rotated"
+  # (its own channel-rotated V_i); models/mirnet.py.
+  c.model.attention = ml_collections.ConfigDict(dict(dim=64, out_dim=257, value="v1"))
   c.model.resnet = resnet()
   c.model.embedding_dim = 512
   c.model.dtype = "float32"  # compute dtype; "bfloat16" keeps float32 parameters

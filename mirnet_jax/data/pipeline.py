@@ -18,6 +18,17 @@ concatenating the hosts' batches gives exactly the single-host batch.
 Utterances shorter than the crop are zero-padded at the end (silence in the STFT domain,
 what mixing a shorter waveform would give), not skipped: short utterances are few and
 they are still speech of that speaker.
+
+Training augmentation (`Augmentation`, none by default: the paper uses none), drawn from
+its own stream `default_rng([seed, epoch, g % examples_per_epoch, 1])`, so that mixtures
+without it are exactly those above:
+  * spectral shaping: each source's complex STFT multiplied, before mixing, by a smooth
+    random gain curve over frequency (another microphone's or vocal tract's colouring; a
+    multiply per bin, and the mixture stays the exact sum of its shaped sources);
+  * time and frequency masks (SpecAugment), drawn here and applied by the model to the
+    mixture's normalised log-spectrum (`time_keep [T]`, `freq_keep [257]` in the batch).
+The relative level range of training mixtures is its own field (`MixtureSpec.gain_db_range`
+of the training spec), so that widening it leaves validation and the trials as they were.
 """
 
 import dataclasses
@@ -32,6 +43,35 @@ from mirnet_jax import features
 from mirnet_jax.data import shards
 
 
+# Control points of the spectral shaping curve: an octave apart (250 Hz to Nyquist), as a
+# graphic equaliser's bands, since colourings are smooth on a log-frequency axis (a tilt, a
+# broad presence peak); below the first, its value. Octaves keep the steepest slope
+# between bins at about 1.5 dB for +-6 dB points.
+SHAPING_POINTS = 6
+SHAPING_LOW_HZ = 250.0
+_AUGMENT_STREAM = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+  """Training-time augmentation of the sources and mixture (all off by default)."""
+  spectral_shaping_db: float = 0.0  # each control point's gain uniform in +-value/2 dB
+  time_masks: int = 0  # masks per mixture, each up to time_mask_frames wide
+  time_mask_frames: int = 20
+  freq_masks: int = 0  # masks per mixture, each up to freq_mask_bins wide
+  freq_mask_bins: int = 20
+
+  def __post_init__(self):
+    for name in ("spectral_shaping_db", "time_masks", "time_mask_frames", "freq_masks",
+                 "freq_mask_bins"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"augment.{name} must be >= 0, got {getattr(self, name)}")
+
+  @property
+  def masks(self) -> bool:
+    return self.time_masks > 0 or self.freq_masks > 0
+
+
 @dataclasses.dataclass(frozen=True)
 class MixtureSpec:
   num_speakers: int = 2
@@ -41,6 +81,7 @@ class MixtureSpec:
   # Per source, a crop of another utterance of the same speaker: the enrolment reference
   # of the enrolled VoiceFilter baseline.
   return_references: bool = False
+  augment: Augmentation = Augmentation()
 
   @property
   def crop_seconds(self) -> float:
@@ -94,15 +135,36 @@ class MixtureMaker:
         spare = int(self.split.frames[ref]) - self.spec.crop_frames
         choice["reference_utterances"][k] = ref
         choice["reference_offsets"][k] = rng.integers(spare + 1) if spare > 0 else 0
+    choice.update(self._draw_augmentation(epoch, position))
     return choice
+
+  def _draw_augmentation(self, epoch: int, position: int) -> dict:
+    """Shaping curves `[N, 257]` and mask vectors of one example (empty when off)."""
+    aug, out = self.spec.augment, {}
+    if aug.spectral_shaping_db == 0 and not aug.masks:
+      return out
+    rng = np.random.default_rng([self.seed, epoch, position, _AUGMENT_STREAM])
+    if aug.spectral_shaping_db > 0:
+      points_db = rng.uniform(-0.5, 0.5, size=(self.spec.num_speakers, SHAPING_POINTS))
+      out["shaping"] = shaping_curves(points_db * aug.spectral_shaping_db)
+    if aug.masks:
+      out["time_keep"] = _keep_mask(rng, self.spec.crop_frames, aug.time_masks,
+                                    aug.time_mask_frames)
+      out["freq_keep"] = _keep_mask(rng, features.NUM_BINS, aug.freq_masks,
+                                    aug.freq_mask_bins)
+    return out
 
   def __call__(self, global_index: int) -> dict:
     choice = self.draw(global_index)
     sources = crop_sources(self.split, choice["utterances"], choice["offsets"],
                            choice["gains"], self.spec.crop_frames)
+    if "shaping" in choice:
+      sources *= choice["shaping"][:, None, :, None]
     example = dict(mixture=to_float16(sources.sum(axis=0)),
                    labels=choice["labels"],
                    utterances=choice["utterances"].astype(np.int32))
+    if self.spec.augment.masks:
+      example.update(time_keep=choice["time_keep"], freq_keep=choice["freq_keep"])
     if self.spec.return_sources:
       example["sources"] = to_float16(sources)
     if self.spec.return_references:
@@ -111,6 +173,27 @@ class MixtureMaker:
           np.ones(len(choice["labels"]), np.float32),
           self.spec.crop_frames))
     return example
+
+
+def shaping_curves(points_db: np.ndarray) -> np.ndarray:
+  """Gains `[N, 257]` (float32) from dB values `[N, SHAPING_POINTS]` at log-spaced
+  frequencies from SHAPING_LOW_HZ to Nyquist, interpolated linearly in dB over
+  log-frequency (constant below the first point, the DC bin included)."""
+  nyquist = features.SAMPLE_RATE / 2
+  points = np.log(np.geomspace(SHAPING_LOW_HZ, nyquist, points_db.shape[-1]))
+  bins = np.log(np.maximum(np.linspace(0, nyquist, features.NUM_BINS), SHAPING_LOW_HZ))
+  curves_db = np.stack([np.interp(bins, points, p) for p in points_db])
+  return (10.0 ** (curves_db / 20)).astype(np.float32)
+
+
+def _keep_mask(rng: np.random.Generator, size: int, count: int, max_width: int):
+  """False over `count` spans of uniform width in [0, max_width] at uniform starts."""
+  keep = np.ones(size, bool)
+  for _ in range(count):
+    width = int(rng.integers(min(max_width, size) + 1))
+    start = int(rng.integers(size - width + 1))
+    keep[start:start + width] = False
+  return keep
 
 
 def crop_sources(split: shards.Split, utterances, offsets, gains,
@@ -221,8 +304,9 @@ def make_dataset(shard_dir: str, split: str, spec: MixtureSpec, *, seed: int,
   Returns:
     A grain IterDataset of dicts: `mixture` float16 [B, T, 257, 2], `labels` int32
     [B, N], `utterances` int32 [B, N] (indices into the split), and `sources` float16
-    [B, N, T, 257, 2] when `spec.return_sources`, and `references` (same shape: another
-    utterance of each source's speaker) when `spec.return_references`.
+    [B, N, T, 257, 2] when `spec.return_sources`, `references` (same shape: another
+    utterance of each source's speaker) when `spec.return_references`, and bool
+    `time_keep` [B, T] and `freq_keep` [B, 257] when `spec.augment` has masks.
   """
   split_data = shards.open_split(shard_dir, split, manifest)
   maker = MixtureMaker(split_data, spec, seed, epoch_length)

@@ -11,8 +11,12 @@ frontend.py).
 
 Spectral attention: for N speakers, the N cyclic rotations of the N blocks of D channels of
 V1 (for N = 2: V2 = concat(V1[D:2D], V1[0:D]), Eq. 2). A shared fc1 (64, tanh) -> fc2 (1,
-sigmoid) gives one weight per frame for each rotation; each weight multiplies V1, and a
-shared fully connected layer (LeakyReLU) maps it to 257 channels: Z_1..Z_N.
+sigmoid) gives one weight per frame for each rotation; a shared fully connected layer
+(LeakyReLU) maps the weighted embedding to 257 channels: Z_1..Z_N. Section 3.2 can be read
+two ways, a config choice (`attention.value`): "v1" (the default, the literal reading of
+Eq. 3) multiplies every weight with V1, so that the slots differ only by a per-frame
+scalar before the shared projection; "rotated" multiplies weight i with its own rotation
+V_i, so that slot i also sees the channels in its own order.
 
 Speaker embedding: one ResNet-18 + TAP (shared weights) on each Z_i, folded into the batch.
 A linear classifier over the training speakers follows.
@@ -62,17 +66,24 @@ def rotate_blocks(v, num_speakers: int, shift: int):
   return jnp.concatenate([v[..., shift * d:], v[..., :shift * d]], axis=-1)
 
 
+ATTENTION_VALUES = ("v1", "rotated")
+
+
 class SpectralAttention(nn.Module):
   """V1 `[B, T, N*D]` -> Z `[B, N, T, out_dim]` and attention weights `[B, N, T]`."""
   num_speakers: int = 2
   dim: int = 64  # fc1
   out_dim: int = features.NUM_BINS
+  value: str = "v1"  # what each weight multiplies: "v1" (Eq. 3) or "rotated" (its V_i)
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, v1):
     if v1.shape[-1] % self.num_speakers:
       raise ValueError(f"encoder output {v1.shape[-1]} is not {self.num_speakers} blocks")
+    if self.value not in ATTENTION_VALUES:
+      raise ValueError(f"attention value must be one of {', '.join(ATTENTION_VALUES)}, "
+                       f"not {self.value!r}")
     fc1 = nn.Dense(self.dim, dtype=self.dtype, name="fc1")
     fc2 = nn.Dense(1, dtype=self.dtype, name="fc2")
     project = nn.Dense(self.out_dim, dtype=self.dtype, name="project")
@@ -80,14 +91,15 @@ class SpectralAttention(nn.Module):
     for shift in range(self.num_speakers):
       v = rotate_blocks(v1, self.num_speakers, shift)
       w = nn.sigmoid(fc2(jnp.tanh(fc1(v))))  # [B, T, 1]
-      zs.append(leaky_relu(project(w * v1)))
+      zs.append(leaky_relu(project(w * (v1 if self.value == "v1" else v))))
       weights.append(w[..., 0])
     return jnp.stack(zs, axis=1), jnp.stack(weights, axis=1)
 
 
 class MIRNet(nn.Module):
   """Mixture (float16 real/imag STFT `[B, T, 257, 2]`, or a log-spectrum `[B, T, 257]`)
-  -> dict(embeddings [B, N, E], logits [B, N, C], attention [B, N, T]).
+  -> dict(embeddings [B, N, E], logits [B, N, C], attention [B, N, T]). `time_keep` and
+  `freq_keep`: training's SpecAugment masks (frontend.log_spectrum).
 
   `encoder`, `attention` and `resnet` hold the fields of SpeechEncoder, SpectralAttention
   and resnet.ResNetTAP (None: their defaults, the paper's sizes), as the config's nested
@@ -103,8 +115,9 @@ class MIRNet(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, mixture, train: bool = False):
-    x = frontend.log_spectrum(mixture, normalise=self.input_norm)
+  def __call__(self, mixture, train: bool = False, time_keep=None, freq_keep=None):
+    x = frontend.log_spectrum(mixture, normalise=self.input_norm, time_keep=time_keep,
+                              freq_keep=freq_keep)
     v1 = SpeechEncoder(**(self.encoder or {}), dtype=self.dtype, name="encoder")(
         x.astype(self.dtype), train)
     z, attention = SpectralAttention(self.num_speakers, **(self.attention or {}),

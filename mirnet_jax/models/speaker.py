@@ -23,8 +23,8 @@ class SpeakerNet(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, utterance, train: bool = False):
-    x = frontend.log_spectrum(utterance)
+  def __call__(self, utterance, train: bool = False, time_keep=None, freq_keep=None):
+    x = frontend.log_spectrum(utterance, time_keep=time_keep, freq_keep=freq_keep)
     embeddings = resnet.ResNetTAP(**(self.resnet or {}), embedding_dim=self.embedding_dim,
                                   dtype=self.dtype, name="resnet")(x, train)
     embeddings = embeddings.astype(jnp.float32)[:, None]
