@@ -242,6 +242,10 @@ def test_a_crash_resumes_to_bit_identical_parameters_and_metrics_with_other_work
     shard_dir, tmp_path):
   config = _config(shard_dir, 8)
   config.eval_every, config.log_every = 4, 2
+  # Every augmentation on: its draws, keyed on the example index, resume as the rest.
+  config.data.augment.update(dict(extra_gain_db_range=5.0, spectral_shaping_db=12.0,
+                                  time_masks=2, freq_masks=2))
+  config.model.attention.value = "rotated"
   train.train_and_evaluate(config, str(tmp_path / "whole"))  # in-process reading
 
   def crash_at_step_5(step, batch):
