@@ -10,8 +10,10 @@ r"""The paper's verification protocol on mixtures (Section 4.1.2), with plots.
 Conditions: `seen` (training speakers, their `seen` test utterances: held out of
 training and of the validation that selects the checkpoint), `unseen` (speakers never
 trained on), and `clean` (the unseen trials with each mixture replaced by its first source
-alone over the same span: the same model on non-overlapped speech, for context). With
-`--shards` every speaker of that corpus is unseen, so only `unseen` and `clean` are reported.
+alone over the same span: the same model on non-overlapped speech, for context). Shards
+with a `crossdomain` split (the demo corpus's voices made by transformations its training
+voices never use) add `crossdomain` and its control `crossdomain_clean`. With `--shards`
+every speaker of that corpus is unseen, so `seen` is not reported.
 Results record a demo corpus's espeak-ng version (`meta.espeak_ng`); shards of a demo
 corpus made by another version than the training corpus are evaluated with a warning.
 
@@ -160,7 +162,7 @@ def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
                                             segment_frames, trials_from)
   storage.makedirs(eval_dir)
 
-  results, curves, unseen_trials = {}, {}, None
+  results, curves = {}, {}
   for condition in conditions:
     split = splits[condition]
     trials, meta = trial_lists[condition]
@@ -170,12 +172,11 @@ def evaluate(workdir: str, shard_dir: str | None = None, num_trials: int = 200,
     scores = score_trials(extractor, split, trials, segment_frames)
     results[condition] = verification.summarise(*scores["euclidean"], *scores["cosine"])
     curves[condition] = scores["euclidean"]
-    if condition == "unseen":
-      unseen_trials = trials
     logging.info("%s: %s", condition, results[condition])
-  clean = score_trials(extractor, splits["unseen"], unseen_trials, segment_frames,
-                       first_source_only=True)
-  results["clean"] = verification.summarise(*clean["euclidean"], *clean["cosine"])
+  for control, of in trial_sets.clean_controls(conditions).items():
+    clean = score_trials(extractor, splits[of], trial_lists[of][0], segment_frames,
+                         first_source_only=True)
+    results[control] = verification.summarise(*clean["euclidean"], *clean["cosine"])
   results["meta"] = dict(step=extractor.step, shards=storage.absolute(shard_dir),
                          seed=seed, segment_seconds=segment_seconds,
                          protocol="paper Section 4.1.2, Euclidean min-distance",

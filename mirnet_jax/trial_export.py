@@ -207,7 +207,8 @@ def export_trials(workdir: str, out_dir: str, shard_dir: str | None = None,
   trial_lists = trial_sets.make_trial_lists(config, conditions, splits, num_trials, seed,
                                             segment_frames, trials_from)
   jobs = {c: (splits[c], trials, False) for c, (trials, _) in trial_lists.items()}
-  jobs["clean"] = (splits["unseen"], trial_lists["unseen"][0], True)
+  for control, of in trial_sets.clean_controls(conditions).items():
+    jobs[control] = (splits[of], trial_lists[of][0], True)
   manifest = dict(format=EXPORT_FORMAT, shards=storage.absolute(shard_dir),
                   trials_from=trials_from and storage.absolute(trials_from),
                   seed=None if trials_from else seed, segment_seconds=segment_seconds,

@@ -90,14 +90,27 @@ class TrialsError(errors.UserError):
   """Trial lists that cannot be made or reused for this evaluation."""
 
 
+# The single-speaker controls: each the trials of a mixture condition with every mixture
+# replaced by its first source alone over the same span.
+CLEAN_OF = {"clean": "unseen", "crossdomain_clean": "crossdomain"}
+
+
 def open_conditions(shard_dir: str, own_shards: bool):
   """(manifest, {condition: split name}, {condition: Split}) of the conditions that have
-  trial lists (`clean` reuses the unseen ones); `seen` only on the run's own shards."""
+  trial lists (the CLEAN_OF controls reuse them): `seen` only on the run's own shards,
+  `unseen`, and `crossdomain` where the shards have that split (shards.py)."""
   manifest = shards.load_manifest(shard_dir)
   conditions = {"seen": "seen", "unseen": "unseen"} if own_shards else {"unseen": "unseen"}
+  if "crossdomain" in manifest.get("splits", {}):
+    conditions["crossdomain"] = "crossdomain"
   splits = {condition: shards.open_split(shard_dir, split_name, manifest)
             for condition, split_name in conditions.items()}
   return manifest, conditions, splits
+
+
+def clean_controls(conditions) -> dict:
+  """{control: its mixture condition} of the CLEAN_OF controls of `conditions`."""
+  return {clean: of for clean, of in CLEAN_OF.items() if of in conditions}
 
 
 def _trials_for(condition, split, split_name, config, num_trials, seed, segment_frames,
