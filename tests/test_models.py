@@ -116,7 +116,7 @@ def test_paper_size_parameter_count(num_classes):
 
 
 def test_attention_readings_differ_only_in_what_the_weights_multiply():
-  """"v1" (Eq. 3 as written): slot i is project(w_i * V1); "rotated": project(w_i * V_i).
+  """"v1" (Section 3.2 as written): slot i is project(w_i * V1); "rotated": project(w_i * V_i).
   Same parameters, same weights; the slots' inputs to the projection differ."""
   n, v1 = 2, jax.random.normal(jax.random.key(3), (2, 30, 12))
   literal = mirnet.SpectralAttention(n, 8, 16, value="v1")

@@ -43,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
       channels=(512, 512, 512, 512, 1500, 514), kernels=(5, 3, 3, 1, 1, 1),
       norm="batch"))  # norm: "batch" or "none"
   c.model.input_norm = True
-  # value: what each attention weight multiplies, "v1" (Eq. 3 as written) or "rotated"
+  # value: what each attention weight multiplies, "v1" (Section 3.2 as written) or "rotated"
   # (its own channel-rotated V_i); models/mirnet.py.
   c.model.attention = ml_collections.ConfigDict(dict(dim=64, out_dim=257, value="v1"))
   c.model.resnet = resnet()

@@ -13,8 +13,8 @@ Spectral attention: for N speakers, the N cyclic rotations of the N blocks of D 
 V1 (for N = 2: V2 = concat(V1[D:2D], V1[0:D]), Eq. 2). A shared fc1 (64, tanh) -> fc2 (1,
 sigmoid) gives one weight per frame for each rotation; a shared fully connected layer
 (LeakyReLU) maps the weighted embedding to 257 channels: Z_1..Z_N. Section 3.2 can be read
-two ways, a config choice (`attention.value`): "v1" (the default, the literal reading of
-Eq. 3) multiplies every weight with V1, so that the slots differ only by a per-frame
+two ways, a config choice (`attention.value`): "v1" (the default, the text's "each
+multiplied with the spectral embedding V1") multiplies every weight with V1, so that the slots differ only by a per-frame
 scalar before the shared projection; "rotated" multiplies weight i with its own rotation
 V_i, so that slot i also sees the channels in its own order.
 
@@ -74,7 +74,7 @@ class SpectralAttention(nn.Module):
   num_speakers: int = 2
   dim: int = 64  # fc1
   out_dim: int = features.NUM_BINS
-  value: str = "v1"  # what each weight multiplies: "v1" (Eq. 3) or "rotated" (its V_i)
+  value: str = "v1"  # what each weight multiplies: "v1" (as written) or "rotated" (its V_i)
   dtype: Any = jnp.float32
 
   @nn.compact
