@@ -14,9 +14,9 @@ V1 (for N = 2: V2 = concat(V1[D:2D], V1[0:D]), Eq. 2). A shared fc1 (64, tanh) -
 sigmoid) gives one weight per frame for each rotation; a shared fully connected layer
 (LeakyReLU) maps the weighted embedding to 257 channels: Z_1..Z_N. Section 3.2 can be read
 two ways, a config choice (`attention.value`): "v1" (the default, the text's "each
-multiplied with the spectral embedding V1") multiplies every weight with V1, so that the slots differ only by a per-frame
-scalar before the shared projection; "rotated" multiplies weight i with its own rotation
-V_i, so that slot i also sees the channels in its own order.
+multiplied with the spectral embedding V1") multiplies every weight with V1, so that the
+slots differ only by a per-frame scalar before the shared projection; "rotated" multiplies
+weight i with its own rotation V_i, so that slot i also sees the channels in its order.
 
 Speaker embedding: one ResNet-18 + TAP (shared weights) on each Z_i, folded into the batch.
 A linear classifier over the training speakers follows.
