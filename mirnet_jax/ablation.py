@@ -1,0 +1,192 @@
+r"""The generalisation ablation on the demo corpus: each piece of the recipe on and off.
+
+  python -m mirnet_jax.ablation --root=runs/ablation                 # every arm
+  python -m mirnet_jax.ablation --root=runs/ablation --arms=all,none --trials=2000
+  python -m mirnet_jax.ablation --root=runs/ablation --dry_run       # the commands only
+  python -m mirnet_jax.ablation --root=runs/ablation --report_only   # the table only
+
+`all` is configs/demo.py on the wide demo corpus with speed perturbation and every piece
+of PIECES on; each `no_<piece>` arm (and `v1_attention`) turns one piece off; `none`
+turns them all off (the paper's recipe on the demo corpus's plain espeak-ng voices). Every arm is evaluated on the same trials of
+the same speakers where the corpora agree: the cross-domain voices are the same in both
+corpora (demo_corpus), so `crossdomain` compares every arm on one set.
+
+Stages, each skipped when its output is complete (training resumes where it stopped):
+ROOT/corpus_{wide,plain} (the demo corpus), ROOT/shards_{wide,plain}[_speed] (prepare,
+with --speed_perturb), ROOT/<arm> (training), ROOT/<arm>/eval/trials<N> (evaluate
+--trials=N), then the table of every arm evaluated so far.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+from absl import flags
+from etils import epath
+
+from mirnet_jax import cli
+from mirnet_jax import errors
+from mirnet_jax import trial_sets
+
+SPEED_FACTORS = "0.9,1.0,1.1"
+# Each piece's config fields when on and when off; the ablation's own values, set on every
+# arm, so that its arms stay what they say whatever configs/demo.py turns on.
+PIECES = {
+    "shaping": ({"data.augment.spectral_shaping_db": 12.0,
+                 "data.augment.extra_gain_db_range": 5.0},
+                {"data.augment.spectral_shaping_db": 0.0,
+                 "data.augment.extra_gain_db_range": 0.0}),
+    "masks": ({"data.augment.time_masks": 2, "data.augment.time_mask_frames": 20,
+               "data.augment.freq_masks": 2, "data.augment.freq_mask_bins": 20},
+              {"data.augment.time_masks": 0, "data.augment.freq_masks": 0}),
+    "rotated": ({"model.attention.value": "rotated"}, {"model.attention.value": "v1"}),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+  """One run of configs/demo.py: which corpus (wide or plain voices), whether with speed
+  perturbation, and which of PIECES on."""
+  description: str
+  wide_corpus: bool = True
+  speed_perturb: bool = True
+  off: tuple = ()  # names of PIECES turned off
+
+  @property
+  def corpus(self) -> str:
+    return "corpus_wide" if self.wide_corpus else "corpus_plain"
+
+  @property
+  def shards(self) -> str:
+    return (f"shards_{'wide' if self.wide_corpus else 'plain'}"
+            f"{'_speed' if self.speed_perturb else ''}")
+
+  @property
+  def overrides(self) -> dict:
+    out = {}
+    for piece, (on, off) in PIECES.items():
+      out.update(off if piece in self.off else on)
+    return out
+
+
+ARMS = {
+    "all": Arm("every piece on"),
+    "none": Arm("every piece off: the paper's recipe", wide_corpus=False,
+                speed_perturb=False, off=tuple(PIECES)),
+    "no_wide_corpus": Arm("plain espeak-ng voices", wide_corpus=False),
+    "no_speed": Arm("no speed perturbation", speed_perturb=False),
+    "no_shaping": Arm("no spectral shaping, 5 dB level range", off=("shaping",)),
+    "no_masks": Arm("no time/frequency masks", off=("masks",)),
+    "v1_attention": Arm("attention weights multiply V1", off=("rotated",)),
+}
+# The rows of the table: mixture conditions and their clean controls.
+CONDITIONS = ("unseen", "crossdomain", "clean", "crossdomain_clean")
+
+
+def eval_name(trials: int) -> str:
+  return f"trials{trials}"
+
+
+def commands(root: str, arm_names, trials: int) -> list[tuple[str, list[str]]]:
+  """(the path whose existence means the stage is done, or "" for stages that decide
+  themselves, command) of every stage the arms need, in order, each once."""
+  python, out, seen = sys.executable, [], set()
+
+  def add(done, command):
+    if tuple(command) not in seen:
+      seen.add(tuple(command))
+      out.append((done, command))
+
+  for name in arm_names:
+    arm = ARMS[name]
+    corpus, shard_dir = os.path.join(root, arm.corpus), os.path.join(root, arm.shards)
+    add(os.path.join(corpus, "SPEAKERS.TXT"),
+        [python, "-m", "mirnet_jax.demo_corpus", f"--out={corpus}",
+         f"--voice_transforms={str(arm.wide_corpus).lower()}"])
+    add(os.path.join(shard_dir, "manifest.json"),
+        [python, "-m", "mirnet_jax.prepare", f"--source={corpus}", f"--out={shard_dir}",
+         f"--speed_perturb={SPEED_FACTORS if arm.speed_perturb else '1.0'}"])
+    workdir = os.path.join(root, name)
+    add("", [python, "-m", "mirnet_jax.main", "--config=configs/demo.py",
+             f"--workdir={workdir}", f"--config.data.shards={shard_dir}"] +
+        [f"--config.{key}={value}" for key, value in arm.overrides.items()])
+    add(_results_path(root, name, trials),
+        [python, "-m", "mirnet_jax.evaluate", f"--workdir={workdir}", f"--trials={trials}",
+         f"--eval_name={eval_name(trials)}", "--plots=false"])
+  return out
+
+
+def _results_path(root: str, arm: str, trials: int) -> str:
+  return os.path.join(root, arm, "eval", eval_name(trials), trial_sets.RESULTS)
+
+
+def table(root: str, arm_names, trials: int) -> str:
+  """Markdown: per arm, the EER (%) and 95% interval of each of CONDITIONS, and the
+  cross-domain / in-domain EER ratio; arms not evaluated yet are left out."""
+  lines = ["| arm | " + " | ".join(f"{c} EER (%) [95% CI]" for c in CONDITIONS) +
+           " | crossdomain / unseen |",
+           "|---|" + "---:|" * (len(CONDITIONS) + 1)]
+  for name in arm_names:
+    path = epath.Path(_results_path(root, name, trials))
+    if not path.exists():
+      continue
+    results = json.loads(path.read_text())
+    cells = []
+    for condition in CONDITIONS:
+      r = results.get(condition)
+      ci = (r or {}).get("eer_ci95") or (float("nan"), float("nan"))
+      cells.append("-" if r is None else f"{r['eer']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]")
+    ratio = ("-" if not {"unseen", "crossdomain"} <= set(results) else
+             f"{results['crossdomain']['eer'] / max(results['unseen']['eer'], 1e-9):.2f}")
+    trials_of = results["unseen"]["trials"] if "unseen" in results else "?"
+    lines.append(f"| {name} ({ARMS[name].description}; step {results['meta']['step']}, "
+                 f"{trials_of} trials) | " + " | ".join(cells) + f" | {ratio} |")
+  return "\n".join(lines)
+
+
+def define_flags():
+  flags.DEFINE_string("root", None, "Directory of the ablation's corpora, shards and runs.")
+  flags.DEFINE_list("arms", list(ARMS), f"Arms to run, of: {', '.join(ARMS)}.")
+  flags.DEFINE_integer("trials", 2000, "Trials per condition.")
+  flags.DEFINE_boolean("dry_run", False, "Print the commands of the stages left to run.")
+  flags.DEFINE_boolean("report_only", False, "Print the table of the arms evaluated so far.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise errors.UsageError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  if not f.root:
+    raise errors.UsageError("--root is required")
+  unknown = [a for a in f.arms if a not in ARMS]
+  if unknown:
+    raise errors.UsageError(f"unknown arms {unknown}: use some of {', '.join(ARMS)}")
+  root = os.path.abspath(f.root)
+  if not f.report_only:
+    for done, command in commands(root, f.arms, f.trials):
+      if done and _complete(done):
+        continue
+      shown = "python " + " ".join(command[1:])
+      print(f"$ {shown}", flush=True)
+      if not f.dry_run and subprocess.run(command, check=False).returncode:
+        raise errors.UserError(f"stage failed: {shown}")
+  print(table(root, f.arms, f.trials))
+
+
+def _complete(done: str) -> bool:
+  """Whether a stage's output exists; an evaluation's must be newer than the run's
+  checkpoints (a run trained further since is evaluated again)."""
+  if not os.path.exists(done):
+    return False
+  if os.path.basename(done) != trial_sets.RESULTS:
+    return True
+  checkpoints = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(done))),
+                             "checkpoints")
+  return (not os.path.exists(checkpoints)
+          or os.path.getmtime(done) > os.path.getmtime(checkpoints))
+
+
+if __name__ == "__main__":
+  cli.run(main, define_flags)
