@@ -16,6 +16,14 @@ prepares an evaluation-only corpus of unseen speakers for `evaluate --shards`:
 
   python -m mirnet_jax.prepare --source=DIR --out=OUT --train_subsets= --test_subsets=test-other
 
+A subset matching `--crossdomain_subsets` (default `crossdomain*`: the demo corpus's voices
+made by transformations its training voices never use) becomes the `crossdomain` split, of
+speakers never trained on; a corpus without one (LibriSpeech) has no such split.
+`--speed_perturb=0.9,1.0,1.1` adds Kaldi-style speed copies of the training utterances
+(played 0.9 and 1.1 times as fast, each a class of its own: 3x the classes); the held-out
+`seen` and `validation` utterances stay those chosen without it, and no copy of one is
+made.
+
 Unusable audio files (corrupt, truncated, empty, silent, non-finite, not audio at all) are
 skipped with a warning each, counted and listed in the summary and in manifest.json; the
 exit status stays 0. It is 1, with a last line `error: ...` and no index.npz or
@@ -45,6 +53,11 @@ def define_flags():
   flags.DEFINE_list("train_subsets", ["train*"], "Glob patterns of training subsets "
                     "(empty, `--train_subsets=`: an evaluation-only corpus, all unseen).")
   flags.DEFINE_list("test_subsets", ["dev*", "test*"], "Glob patterns of unseen subsets.")
+  flags.DEFINE_list("crossdomain_subsets", ["crossdomain*"], "Glob patterns of cross-domain "
+                    "subsets (split `crossdomain`); none matching: no such split.")
+  flags.DEFINE_list("speed_perturb", ["1.0"], "Speed factors of the training utterances' "
+                    "copies, 1.0 among them, within [0.5, 2.0] (e.g. 0.9,1.0,1.1); "
+                    "1.0 alone: none.")
   seen, validation = shards.HELDOUT_DEFAULTS["seen"], shards.HELDOUT_DEFAULTS["validation"]
   flags.DEFINE_float("seen_fraction", seen[0], "Share of each training speaker's "
                      "utterances kept for the seen-speaker test trials.")
@@ -64,8 +77,15 @@ def summary(manifest: dict) -> str:
   lines = [f"shards: {manifest['num_classes']} training classes" if manifest["num_classes"]
            else "shards: evaluation only (no training subsets; every speaker unseen)"]
   for split, c in manifest["splits"].items():
-    lines.append(f"  {split:10s} {c['speakers']:5d} speakers {c['utterances']:7d} utterances "
-                 f"{c['hours']:8.2f} h")
+    lines.append(f"  {split:11s} {c['speakers']:5d} speakers {c['utterances']:7d} "
+                 f"utterances {c['hours']:8.2f} h")
+  if "crossdomain" not in manifest["splits"]:
+    lines.append("  crossdomain none (no subset matched --crossdomain_subsets)")
+  factors = manifest.get("speed_perturb", [1.0])
+  if len(factors) > 1 and manifest["num_classes"]:
+    lines.append(f"  speed      copies at {', '.join(f'{f:g}' for f in factors if f != 1)} "
+                 f"of the train split: {manifest['num_classes'] // len(factors)} speakers "
+                 f"x {len(factors)} speeds")
   if shards.espeak_version(manifest):  # what demo-corpus numbers hold for
     lines.append(f"  corpus     demo corpus made by espeak-ng "
                  f"{shards.espeak_version(manifest)}")
@@ -86,6 +106,10 @@ def main(argv):
   try:
     heldout = {"seen": (FLAGS.seen_fraction, FLAGS.min_seen),
                "validation": (FLAGS.validation_fraction, FLAGS.min_validation)}
+    try:
+      speed_factors = shards.check_speed_factors(FLAGS.speed_perturb)
+    except errors.UserError as e:
+      raise errors.UsageError(f"--speed_perturb: {e}") from None
     # One preparation per --out (shards.prepare refuses a gs:// one: no warning that it
     # would not be locked).
     with workdir_lock.hold(FLAGS.out, "shard preparation",
@@ -93,7 +117,9 @@ def main(argv):
       manifest = shards.prepare(FLAGS.source, FLAGS.out, FLAGS.train_subsets,
                                 FLAGS.test_subsets, heldout, FLAGS.seed,
                                 utterances_per_shard=FLAGS.utterances_per_shard,
-                                chunk_frames=FLAGS.chunk_frames, workers=FLAGS.workers)
+                                chunk_frames=FLAGS.chunk_frames, workers=FLAGS.workers,
+                                crossdomain_subsets=FLAGS.crossdomain_subsets,
+                                speed_factors=speed_factors)
   except OSError as e:  # e.g. --out is a file, or not writable
     raise errors.UserError(f"{e.strerror or e}: {e.filename or FLAGS.out}") from e
   print(summary(manifest))

@@ -3,14 +3,18 @@
 import json
 import os
 import pickle
+import shutil
 
 import grain
 import numpy as np
 import pytest
+import soundfile as sf
 
 from mirnet_jax import errors
 from mirnet_jax import features
+from mirnet_jax import prepare as prepare_cli
 from mirnet_jax import storage
+from mirnet_jax.data import corpora
 from mirnet_jax.data import shards
 from tests import conftest
 from tests import tfds_fakes
@@ -72,7 +76,6 @@ def test_heldout_choice_is_deterministic_and_keeps_half_for_training():
 
 
 def test_too_few_utterances_for_a_validation_split_is_a_clear_error(corpus, tmp_path):
-  from mirnet_jax.data import corpora
   # 6 utterances a speaker: 3 may be held out, and 3 seen ones leave none for validation.
   with pytest.raises(corpora.CorpusError, match="validation split would hold fewer than 2"):
     shards.prepare(corpus["root"], str(tmp_path / "s"), workers=1,
@@ -249,7 +252,6 @@ def test_missing_or_foreign_manifest(tmp_path, shard_dir):
 
 
 def test_no_matching_subsets_is_a_clear_error(corpus, tmp_path):
-  from mirnet_jax.data import corpora
   with pytest.raises(corpora.CorpusError, match="no train subsets match"):
     shards.prepare(corpus["root"], str(tmp_path / "s"), train_subsets=["train-clean-*"])
 
@@ -284,6 +286,20 @@ def test_prepare_from_tfds_mock(tmp_path, monkeypatch):
   assert manifest["splits"]["unseen"]["utterances"] == 4
   split = shards.open_split(str(tmp_path / "s"), "unseen")
   assert split.read(0).shape == (features.num_frames(32000), 257, 2)
+  # Speed copies of records read whole (not streamed from files): 2 s at 1.25 is 1.6 s.
+  with tfds.testing.mock_data(as_data_source_fn=librispeech_records):
+    perturbed = shards.prepare("tfds:librispeech", str(tmp_path / "sp"),
+                               train_subsets=["train_clean100"],
+                               test_subsets=["dev_clean"],
+                               heldout={"seen": (0.1, 1), "validation": (0.05, 1)},
+                               workers=1, speed_factors=(1.0, 1.25))
+  assert perturbed["classes"] == manifest["classes"] + ["sp1.25-1000", "sp1.25-1001",
+                                                        "sp1.25-1002"]
+  train = shards.open_split(str(tmp_path / "sp"), "train")
+  copies = [i for i, u in enumerate(train.utterance) if u.startswith("sp1.25-")]
+  assert len(copies) == len(train) // 2 == 6
+  assert set(train.frames[copies]) == {features.num_frames(25600)}
+  assert perturbed["splits"]["seen"] == manifest["splits"]["seen"]
 
 
 def test_preparing_leaves_no_temporary_file(shard_dir):
@@ -382,3 +398,104 @@ def test_utterances_by_speaker_of_a_split(shard_dir):
   assert speakers.tolist() == sorted(set(split.label.tolist()))
   for speaker, utterances in zip(speakers, utterances_of):
     assert utterances.tolist() == np.flatnonzero(split.label == speaker).tolist()
+
+
+# ---------------------------------------------------------------- the crossdomain split
+
+CROSSDOMAIN_SPEAKERS = (302, 301, 303)
+
+
+def _add_subset(root, subset, speakers, utterances=3):
+  for s in speakers:
+    chapter_dir = os.path.join(root, subset, str(s), "7")
+    os.makedirs(chapter_dir, exist_ok=True)
+    for u in range(utterances):
+      sf.write(os.path.join(chapter_dir, f"{s}-7-{u:04d}.flac"),
+               conftest.synth_voice(s, u, conftest.utterance_seconds(s, u)), 16000)
+
+
+@pytest.fixture(scope="module")
+def crossdomain_corpus(corpus, tmp_path_factory):
+  """The conftest corpus plus a `crossdomain` subset of 3 speakers, 3 utterances each."""
+  root = str(tmp_path_factory.mktemp("crossdomain_corpus") / "corpus")
+  shutil.copytree(corpus["root"], root)
+  _add_subset(root, "crossdomain", CROSSDOMAIN_SPEAKERS)
+  return root
+
+
+@pytest.fixture(scope="module")
+def crossdomain_dir(crossdomain_corpus, tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("crossdomain_shards"))
+  shards.prepare(crossdomain_corpus, out, utterances_per_shard=8, workers=1)
+  return out
+
+
+def test_a_crossdomain_subset_is_a_split_labelled_by_its_own_speakers(crossdomain_dir,
+                                                                     shard_dir):
+  manifest = shards.load_manifest(crossdomain_dir)
+  speakers = sorted(str(s) for s in CROSSDOMAIN_SPEAKERS)
+  assert manifest["crossdomain_speakers"] == speakers
+  assert manifest["subsets"]["crossdomain"] == ["crossdomain"]
+  assert manifest["splits"]["crossdomain"] == dict(
+      manifest["splits"]["crossdomain"], speakers=3, utterances=9)
+  split = shards.open_split(crossdomain_dir, "crossdomain")
+  assert [speakers[label] for label in split.label] == [
+      u.split("-")[0] for u in split.utterance]
+  assert sorted(split.utterance) == sorted(
+      f"{s}-7-{u:04d}" for s in CROSSDOMAIN_SPEAKERS for u in range(3))
+  wave = conftest.synth_voice(301, 2, conftest.utterance_seconds(301, 2))
+  assert split.frames[list(split.utterance).index("301-7-0002")] == features.num_frames(
+      len(wave))
+  # The other splits are what they are without it.
+  plain = shards.load_manifest(shard_dir)
+  for key in ("classes", "unseen_speakers"):
+    assert manifest[key] == plain[key]
+  for name in ("train", "validation", "seen", "unseen"):
+    a, b = shards.open_split(crossdomain_dir, name), shards.open_split(shard_dir, name)
+    assert a.utterance.tolist() == b.utterance.tolist() and (a.label == b.label).all()
+  assert "crossdomain     3 speakers       9 utterances" in prepare_cli.summary(manifest)
+
+
+def test_shards_without_a_crossdomain_split_say_so_in_one_line(shard_dir):
+  manifest = shards.load_manifest(shard_dir)
+  assert "crossdomain" not in manifest["splits"] and manifest["crossdomain_speakers"] == []
+  with pytest.raises(shards.ShardError, match="has no crossdomain split") as e:
+    shards.open_split(shard_dir, "crossdomain")
+  assert "\n" not in str(e.value)
+  assert "crossdomain none" in prepare_cli.summary(manifest)
+
+
+def test_no_crossdomain_patterns_leave_the_subset_out(crossdomain_corpus, tmp_path):
+  manifest = shards.prepare(crossdomain_corpus, str(tmp_path / "s"), utterances_per_shard=8,
+                            workers=1, crossdomain_subsets=[])
+  assert "crossdomain" not in manifest["splits"] and "crossdomain" not in manifest["shards"]
+  assert not [n for n in os.listdir(tmp_path / "s") if n.startswith("crossdomain")]
+
+
+def test_an_evaluation_only_corpus_keeps_its_crossdomain_split(crossdomain_corpus, tmp_path):
+  out = str(tmp_path / "eval_only")
+  manifest = shards.prepare(crossdomain_corpus, out, train_subsets=[], workers=1)
+  assert manifest["num_classes"] == 0
+  assert sorted(manifest["splits"]) == ["crossdomain", "unseen"]
+  assert len(shards.open_split(out, "crossdomain")) == 9
+  assert len(shards.open_split(out, "unseen")) == len(conftest.TEST_SPEAKERS) * 6
+  with pytest.raises(shards.ShardError, match="evaluation only"):
+    shards.open_split(out, "train")
+
+
+@pytest.mark.parametrize("speaker, other", [(201, "test"), (104, "train")])
+def test_a_crossdomain_speaker_of_another_subset_is_refused(corpus, tmp_path, speaker,
+                                                            other):
+  root = str(tmp_path / "corpus")
+  shutil.copytree(corpus["root"], root)
+  _add_subset(root, "crossdomain", (301, speaker), utterances=2)
+  with pytest.raises(corpora.CorpusError, match=f"both the {other} and the crossdomain "
+                     f"subsets: \\['{speaker}'\\]"):
+    shards.prepare(root, str(tmp_path / "s"), utterances_per_shard=8, workers=1)
+
+
+def test_a_subset_of_two_groups_is_refused(crossdomain_corpus, tmp_path):
+  with pytest.raises(corpora.CorpusError, match=r"subsets both test and crossdomain: "
+                     r"\['test'\]"):
+    shards.prepare(crossdomain_corpus, str(tmp_path / "s"), workers=1,
+                   crossdomain_subsets=["crossdomain", "test"])

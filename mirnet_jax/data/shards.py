@@ -10,13 +10,24 @@ A shard directory holds
                                          skipped;
   `index.npz`                            per split: first chunk record, label, frames, id;
   `manifest.json`                        features, chunk size, speaker-to-class map,
-                                         counts, skipped; for the demo corpus, the
-                                         espeak-ng that made it (`espeak_version`).
-Groups: `train` (the training subsets) and `test` (the other subsets). Splits: `train`,
-`validation` (checkpoint selection) and `seen` (the seen-speaker test trials): disjoint
-utterances of the training speakers, chosen per speaker at prepare time, all in group
-`train`; and `unseen` (speakers of the test subsets only, group `test`). A corpus prepared
-for evaluation only (no training subsets) has the `unseen` split alone.
+                                         counts, skipped, speed factors; for the demo
+                                         corpus, the espeak-ng that made it
+                                         (`espeak_version`).
+Groups: `train` (the training subsets), `test` (the unseen subsets) and, where the corpus
+has one, `crossdomain` (the demo corpus's voices made by transformations its training
+voices never use; LibriSpeech has none). Splits: `train`, `validation` (checkpoint
+selection) and `seen` (the seen-speaker test trials): disjoint utterances of the training
+speakers, chosen per speaker at prepare time, all in group `train`; `unseen` (speakers of
+the test subsets only, group `test`) and `crossdomain` (group `crossdomain`), each labelled
+by its speakers' order. A corpus prepared for evaluation only (no training subsets) has
+`unseen` (and `crossdomain`) alone.
+
+Speed perturbation (Kaldi's, off by default): each factor f != 1 adds a copy of every
+`train`-split utterance played f times faster (sox `speed f`: duration / f, pitch x f) as
+utterance `sp{f}-{utterance}` of a new class `sp{f}-{speaker}`, in the files
+`train_sp{f}-NNNNN-of-MMMMM.array_record` of group `train`. The held-out utterances are
+chosen among the originals as without it, and no copy of one is written: nothing held out
+is trained on at any speed.
 
 Why chunks: a training mixture takes a 3 s crop of each source, and a LibriSpeech
 utterance averages 12 s (up to 35 s). ArrayRecord reads whole records, so an utterance
@@ -39,16 +50,19 @@ are read through etils.epath, and ArrayRecord reads the shards from Cloud Storag
 
 import dataclasses
 import io
+import itertools
 import json
 import multiprocessing
 import os
 import threading
+from typing import Iterable, Iterator
 import zlib
 
 from absl import logging
 from array_record.python import array_record_module
 from etils import epath
 import numpy as np
+import soxr
 
 from mirnet_jax import errors
 from mirnet_jax import features
@@ -60,12 +74,17 @@ from mirnet_jax.data import sources
 
 # 2: `validation` and `seen` replaced the one `heldout` split, which served both.
 # 3: utterances stored as chunk records (crop-sized reads), not one record each.
+# Not bumped for the `crossdomain` split, speed copies and `speed_perturb`: shards without
+# them read as they did (no such split; factors [1.0]), and older code reads these (its
+# `train` split's files and labels come from the manifest and index as they are).
 FORMAT_VERSION = 3
 CHUNK_FRAMES = 100  # 1 s: see the module docstring
 MANIFEST = "manifest.json"
 INDEX = "index.npz"
 PLAN = "plan.json"
-SPLIT_GROUP = {"train": "train", "validation": "train", "seen": "train", "unseen": "test"}
+# The splits of speakers never trained on, each labelled by its speakers' order: their group.
+EVALUATION_SPLITS = {"unseen": "test", "crossdomain": "crossdomain"}
+SPLIT_GROUP = {"train": "train", "validation": "train", "seen": "train", **EVALUATION_SPLITS}
 # The training speakers' utterances kept out of training, per split: (share, minimum).
 # `seen` needs two utterances of a speaker (a trial's anchor and positive are different
 # utterances); one is enough for validation mixtures.
@@ -74,6 +93,9 @@ HELDOUT_DEFAULTS = {"seen": (0.1, 2), "validation": (0.05, 1)}
 # random gains set the relative level of the sources whatever the recording level.
 TARGET_RMS = 10 ** (-25 / 20)
 WRITER_OPTIONS = "group_size:1,uncompressed"  # random access to single records
+SPEED_RANGE = (0.5, 2.0)  # speed factors allowed: beyond, speech is hardly speech
+# Fields that plans written before them lack, with the value those plans meant.
+PLAN_DEFAULTS = {"speed_perturb": [1.0]}
 
 
 class ShardError(errors.UserError):
@@ -124,6 +146,69 @@ def utterance_to_stored(open_blocks, whole_seconds: float = 60.0,
   return features.stored_stft(take, samples, scale, block_frames), scale, samples
 
 
+# ------------------------------------------------------------------ speed perturbation
+
+def check_speed_factors(factors) -> tuple[float, ...]:
+  """`factors` (numbers, or their strings as a flag gives them) checked, ascending.
+
+  Raises:
+    errors.UserError (a ValueError): a factor that is not a number or lies outside
+      SPEED_RANGE, no 1.0 among them (the recordings themselves), or two factors alike.
+  """
+  try:
+    values = [float(f) for f in factors]
+  except (TypeError, ValueError):
+    raise errors.UserError(f"speed factors are numbers, e.g. 0.9,1.0,1.1; got "
+                           f"{factors!r}") from None
+  low, high = SPEED_RANGE
+  outside = [f for f in values if not low <= f <= high]  # NaN is outside too
+  if outside:
+    raise errors.UserError(f"speed factors must lie in [{low}, {high}], got {outside}")
+  if 1.0 not in values:
+    raise errors.UserError(f"speed factors must include 1.0 (the recordings themselves), "
+                           f"got {values}")
+  names = [speed_prefix(f) for f in values]
+  if len(set(names)) < len(names):  # 1.0 and 1.0000001 would name the same copies
+    raise errors.UserError(f"speed factors must be distinct, got {values}")
+  return tuple(sorted(values))
+
+
+def speed_prefix(factor: float) -> str:
+  """Kaldi's prefix of a speed copy's utterance and speaker ids, e.g. "sp0.9"."""
+  return f"sp{factor:g}"
+
+
+def speed_blocks(blocks: Iterable[np.ndarray], factor: float) -> Iterator[np.ndarray]:
+  """16 kHz `blocks` played `factor` times faster, like sox `speed`: duration / factor,
+  pitch and formants x factor.
+
+  Bit for bit librosa.resample(x, orig_sr=16000 * factor, target_sr=16000) of their
+  concatenation x (soxr at librosa's quality, as a stream, cut or padded to librosa's
+  length, as audio.stream does), one block at a time: a recording of any length is
+  perturbed in bounded memory, through utterance_to_stored's block path as well.
+  """
+  rate = features.SAMPLE_RATE * factor
+  resampler = soxr.ResampleStream(rate, features.SAMPLE_RATE, 1, dtype="float32",
+                                  quality="soxr_hq")  # librosa.resample's default
+  read, written = 0, 0
+  for block in itertools.chain(blocks, [None]):
+    last = block is None
+    block = np.zeros(0, np.float32) if last else np.asarray(block, np.float32)
+    read += len(block)
+    out = resampler.resample_chunk(block, last=last)
+    if last:
+      target = int(np.ceil(read * (features.SAMPLE_RATE / rate)))  # librosa's length
+      out = np.pad(out, (0, max(0, target - written - len(out))))[:max(0, target - written)]
+    written += len(out)
+    if len(out):
+      yield out
+
+
+def _at_speed(open_blocks, factor: float):
+  """`open_blocks` (see corpora.open_blocks) of the waveform played `factor` times faster."""
+  return lambda: speed_blocks(open_blocks(), factor)
+
+
 # ---------------------------------------------------------------------------- writing
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +217,7 @@ class ShardJob:
   path: str
   refs: tuple
   chunk_frames: int = CHUNK_FRAMES
+  speed: float = 1.0  # != 1: the utterances' speed copies (see the module docstring)
 
 
 # A worker process's corpus, opened by its first job. Only in workers: the parent passes
@@ -156,9 +242,17 @@ def _write_shard(job: ShardJob, corpus=None) -> str:
         # Only reading and transforming the audio may skip it: a failing write is an error.
         with corpora.skipping(ref, skipped):
           (speaker, chapter, utterance), open_blocks = corpora.open_blocks(corpus, ref)
+          copy = {}
+          if job.speed != 1:
+            prefix = speed_prefix(job.speed)
+            copy = dict(copy_of=utterance)
+            speaker, utterance = f"{prefix}-{speaker}", f"{prefix}-{utterance}"
+            open_blocks = _at_speed(open_blocks, job.speed)
           stored, scale, samples = utterance_to_stored(open_blocks)
+          # `locator`: which utterances the speed copies are made of (_plan_copies).
           row = dict(speaker=speaker, chapter=chapter, utterance=utterance,
-                     frames=int(stored.shape[0]), samples=samples, scale=scale)
+                     locator=ref.locator, frames=int(stored.shape[0]), samples=samples,
+                     scale=scale, **copy)
         if row is None:
           continue
         pieces = chunks(stored, job.chunk_frames)
@@ -168,6 +262,9 @@ def _write_shard(job: ShardJob, corpus=None) -> str:
         records.append(row)
     finally:
       writer.close()
+  if job.speed != 1:  # the original itself was usable: say that a copy failed
+    for item in skipped.items:
+      item["reason"] = f"its speed {job.speed:g} copy: {item['reason']}"
   # The sidecar is renamed last: its presence marks the shard complete.
   storage.write_json(_sidecar(job.path), dict(records=records, skipped=skipped.items))
   return job.path
@@ -178,13 +275,33 @@ def _sidecar(path: str) -> str:
 
 
 def plan_shards(out_dir: str, source: str, group: str, refs: list,
-                utterances_per_shard: int,
-                chunk_frames: int = CHUNK_FRAMES) -> list[ShardJob]:
+                utterances_per_shard: int, chunk_frames: int = CHUNK_FRAMES,
+                speed: float = 1.0) -> list[ShardJob]:
+  """The jobs writing `refs` as shards of `group`; for speed != 1, their speed copies, in
+  files named `<group>_sp<speed>-...`."""
+  name = group if speed == 1 else f"{group}_{speed_prefix(speed)}"
   n = max(1, -(-len(refs) // utterances_per_shard))
-  return [ShardJob(source, os.path.join(out_dir, f"{group}-{k:05d}-of-{n:05d}.array_record"),
+  return [ShardJob(source, os.path.join(out_dir, f"{name}-{k:05d}-of-{n:05d}.array_record"),
                    tuple(refs[k * utterances_per_shard:(k + 1) * utterances_per_shard]),
-                   chunk_frames)
+                   chunk_frames, speed)
           for k in range(n)]
+
+
+def _write_missing(jobs: list[ShardJob], corpus, workers: int | None):
+  """Runs the jobs whose shard is not complete yet (no sidecar)."""
+  todo = [j for j in jobs if not os.path.exists(_sidecar(j.path))]
+  logging.info("%d of %d shards to write", len(todo), len(jobs))
+  if not todo:
+    return
+  workers = min(workers or os.cpu_count() or 1, len(todo))
+  if workers == 1:
+    for job in todo:
+      _write_shard(job, corpus)
+  else:
+    # spawn, not fork: TensorFlow (TFDS) and threads in the parent don't survive fork.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+      for done in pool.imap_unordered(_write_shard, todo):
+        logging.info("wrote %s", os.path.basename(done))
 
 
 def choose_heldout(utterances: list[str], shares: dict, seed: int,
@@ -211,7 +328,8 @@ def choose_heldout(utterances: list[str], shares: dict, seed: int,
 def prepare(source: str, out_dir: str, train_subsets=("train*",),
             test_subsets=("dev*", "test*"), heldout: dict | None = None, seed: int = 0,
             utterances_per_shard: int = 256, chunk_frames: int = CHUNK_FRAMES,
-            workers: int | None = None) -> dict:
+            workers: int | None = None, crossdomain_subsets=("crossdomain*",),
+            speed_factors=(1.0,)) -> dict:
   """Writes the shards, index and manifest of `source` into `out_dir`; returns the manifest.
 
   Args:
@@ -226,10 +344,15 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
     utterances_per_shard: shard size.
     chunk_frames: frames per chunk record (see the module docstring).
     workers: processes (default: all cores).
+    crossdomain_subsets: glob patterns of the subsets of group and split `crossdomain`;
+      none given, or none matching (LibriSpeech), is no such split.
+    speed_factors: speeds of the training utterances' copies (see the module
+      docstring), 1.0 among them; (1.0,) is no perturbation. See check_speed_factors.
   """
   heldout = dict(HELDOUT_DEFAULTS if heldout is None else heldout)
   if sorted(heldout) != sorted(HELDOUT_DEFAULTS):
     raise ValueError(f"heldout needs the splits {sorted(HELDOUT_DEFAULTS)}, got {sorted(heldout)}")
+  speed_factors = check_speed_factors(speed_factors)
   if chunk_frames < 1:
     raise ShardError(f"chunk_frames must be at least 1, got {chunk_frames}")
   if storage.is_remote(out_dir):
@@ -240,18 +363,22 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
     raise ShardError(f"the output is not a directory: {out_dir}")
   corpus = sources.open_corpus(source)
   available = corpus.subsets()
-  patterns = {"train": list(train_subsets), "test": list(test_subsets)}
+  patterns = {"train": list(train_subsets), "test": list(test_subsets),
+              "crossdomain": list(crossdomain_subsets)}
   if not patterns["test"]:
     raise corpora.CorpusError("no test subsets given: the unseen speakers come from them")
   groups = {g: corpora.select_subsets(available, p) for g, p in patterns.items() if p}
+  if not groups.get("crossdomain"):  # optional: most corpora have none
+    groups.pop("crossdomain", None)
   for group, chosen in groups.items():
     if not chosen:
       raise corpora.CorpusError(
           f"no {group} subsets match {patterns[group]} in {source} (it has: "
           f"{', '.join(available) or 'none'})")
-  overlap = set(groups.get("train", ())) & set(groups["test"])
-  if overlap:
-    raise corpora.CorpusError(f"subsets both train and test: {sorted(overlap)}")
+  for a, b in itertools.combinations(groups, 2):
+    overlap = set(groups[a]) & set(groups[b])
+    if overlap:
+      raise corpora.CorpusError(f"subsets both {a} and {b}: {sorted(overlap)}")
   refs = {g: [r for s in subsets for r in corpus.refs(s)] for g, subsets in groups.items()}
   for group, group_refs in refs.items():
     if not group_refs:
@@ -267,45 +394,62 @@ def prepare(source: str, out_dir: str, train_subsets=("train*",),
   # must not be completed with these.
   plan = dict(format_version=FORMAT_VERSION, features=features.feature_params(),
               source=source, subsets=groups, utterances_per_shard=utterances_per_shard,
-              chunk_frames=chunk_frames,
+              chunk_frames=chunk_frames, speed_perturb=list(speed_factors),
               refs={g: [r.locator for r in rs] for g, rs in refs.items()}, **espeak)
   plan_path = os.path.join(out_dir, PLAN)
   if os.path.exists(plan_path):
     with open(plan_path) as f:
-      recorded = json.load(f)
+      recorded = {**PLAN_DEFAULTS, **json.load(f)}
     # A plan written before corpora recorded their espeak-ng is compared without it.
     if recorded != {k: v for k, v in plan.items() if k in recorded or k != "espeak_ng"}:
       raise ShardError(f"{out_dir} holds shards of another preparation (source, subsets, "
-                       "files, features or the espeak-ng that made the corpus differ); "
-                       "choose a new --out")
+                       "files, features, speed factors or the espeak-ng that made the "
+                       "corpus differ); choose a new --out")
   else:
     storage.write_json(plan_path, plan)
 
   jobs = {g: plan_shards(out_dir, source, g, rs, utterances_per_shard, chunk_frames)
           for g, rs in refs.items()}
-  todo = [j for js in jobs.values() for j in js if not os.path.exists(_sidecar(j.path))]
-  logging.info("%d of %d shards to write", len(todo), sum(len(j) for j in jobs.values()))
-  if todo:
-    workers = min(workers or os.cpu_count() or 1, len(todo))
-    if workers == 1:
-      for job in todo:
-        _write_shard(job, corpus)
-    else:
-      # spawn, not fork: TensorFlow (TFDS) and threads in the parent don't survive fork.
-      with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        for done in pool.imap_unordered(_write_shard, todo):
-          logging.info("wrote %s", os.path.basename(done))
-
+  _write_missing([j for js in jobs.values() for j in js], corpus, workers)
   _check_usable(jobs, source)
-  manifest = _build_index(out_dir, jobs, heldout, seed)
+  # Checked before the speed copies are written: they take longer than the originals.
+  records = {g: _read_sidecars(js)[0] for g, js in jobs.items()}
+  speakers = _speakers_by_group(records)
+  split_of = _heldout_split_of(records.get("train", []), heldout, seed)
+  if "train" in jobs:
+    jobs["train"] += _plan_copies(out_dir, source, refs["train"], records["train"],
+                                  split_of, speed_factors, utterances_per_shard,
+                                  chunk_frames)
+    _write_missing(jobs["train"], corpus, workers)  # the copies: the originals are done
+  manifest = _build_index(out_dir, jobs, speakers, split_of, heldout, speed_factors)
   manifest.update(format_version=FORMAT_VERSION, features=features.feature_params(),
                   chunk_frames=chunk_frames, source=source, subsets=groups,
                   shards={g: [os.path.basename(j.path) for j in js] for g, js in jobs.items()},
                   heldout=dict(seed=seed, **{
                       split: dict(fraction=fraction, min_per_speaker=minimum)
-                      for split, (fraction, minimum) in heldout.items()}), **espeak)
+                      for split, (fraction, minimum) in heldout.items()}),
+                  speed_perturb=list(speed_factors), **espeak)
   storage.write_json(os.path.join(out_dir, MANIFEST), manifest)
   return manifest
+
+
+def _read_sidecars(group_jobs: list[ShardJob]) -> tuple[list, list, list]:
+  """(rows, skipped files, chunk records per shard) of one group's shards; each row gets
+  the record position of its first chunk (`first_chunk`)."""
+  rows, skipped, shard_chunks = [], [], []
+  for job in group_jobs:
+    with open(_sidecar(job.path)) as f:
+      side = json.load(f)
+    rows.extend(side["records"])
+    skipped.extend(side["skipped"])
+    shard_chunks.append(sum(r["chunks"] for r in side["records"]))
+  # Chunk records are numbered across the group's shards in order (as ChunkRecords, and
+  # grain's ArrayRecordDataSource, number them); an utterance's chunks are consecutive.
+  first = 0
+  for row in rows:
+    row["first_chunk"] = first
+    first += row["chunks"]
+  return rows, skipped, shard_chunks
 
 
 def _check_usable(jobs: dict, source: str):
@@ -314,12 +458,9 @@ def _check_usable(jobs: dict, source: str):
   manifest is written then, so nothing reads the directory as shards."""
   unusable = {}
   for group, group_jobs in jobs.items():
-    sides = []
-    for job in group_jobs:
-      with open(_sidecar(job.path)) as f:
-        sides.append(json.load(f))
-    if not any(side["records"] for side in sides):
-      unusable[group] = [s for side in sides for s in side["skipped"]]
+    rows, skipped, _ = _read_sidecars(group_jobs)
+    if not rows:
+      unusable[group] = skipped
   for group in unusable:
     for job in jobs[group]:
       os.remove(_sidecar(job.path))  # first: a shard without its sidecar is incomplete
@@ -331,61 +472,92 @@ def _check_usable(jobs: dict, source: str):
         for group, skipped in unusable.items()) + "; no shards written for them")
 
 
-def _build_index(out_dir, jobs, heldout, seed) -> dict:
-  """Reads the sidecars and writes `index.npz`; returns the manifest's counts."""
-  records, shard_chunks = {}, {}
-  skipped = []
-  for group, group_jobs in jobs.items():
-    rows = []
-    shard_chunks[group] = []
-    for job in group_jobs:
-      with open(_sidecar(job.path)) as f:
-        side = json.load(f)
-      rows.extend(side["records"])
-      skipped.extend(side["skipped"])
-      shard_chunks[group].append(sum(r["chunks"] for r in side["records"]))
-    # Chunk records are numbered across the group's shards in order (as ChunkRecords,
-    # and grain's ArrayRecordDataSource, number them); an utterance's chunks are
-    # consecutive.
-    first = 0
-    for row in rows:
-      row["first_chunk"] = first
-      first += row["chunks"]
-    records[group] = rows
+def _speakers_by_group(records: dict) -> dict[str, list]:
+  """{group: its speakers, sorted} of {group: sidecar rows}; raises CorpusError if two
+  groups share a speaker (a test or cross-domain speaker must be unseen in training)."""
+  speakers = {g: sorted({r["speaker"] for r in rows}, key=_speaker_sort_key)
+              for g, rows in records.items()}
+  for a, b in itertools.combinations(speakers, 2):
+    shared = set(speakers[a]) & set(speakers[b])
+    if shared:
+      raise corpora.CorpusError(f"some speakers are in both the {a} and the {b} subsets: "
+                                f"{sorted(shared)[:5]}")
+  return speakers
 
+
+def _heldout_split_of(rows: list, heldout: dict, seed: int) -> dict[str, str]:
+  """{held-out utterance: its split} among the training group's original `rows`, chosen
+  per speaker (choose_heldout); the others train.
+
+  Raises:
+    corpora.CorpusError: a held-out split would hold fewer than 2 speakers.
+  """
   by_speaker = {}
-  for row in records.get("train", []):
+  for row in rows:
     by_speaker.setdefault(row["speaker"], []).append(row["utterance"])
-  classes = sorted(by_speaker, key=_speaker_sort_key)
-  class_of = {s: i for i, s in enumerate(classes)}
-  split_of = {}  # held-out utterance -> its split
+  split_of = {}
   for speaker, utts in by_speaker.items():
     for split, chosen in choose_heldout(utts, heldout, seed, speaker).items():
       split_of.update(dict.fromkeys(chosen, split))
-  unseen_speakers = sorted({r["speaker"] for r in records["test"]}, key=_speaker_sort_key)
-  if set(unseen_speakers) & set(classes):
-    raise corpora.CorpusError("some test-subset speakers are also training speakers: "
-                              f"{sorted(set(unseen_speakers) & set(classes))[:5]}")
-  unseen_of = {s: i for i, s in enumerate(unseen_speakers)}
+  for split in heldout if rows else ():
+    if len({r["speaker"] for r in rows if split_of.get(r["utterance"]) == split}) < 2:
+      # Its mixtures (validation, seen-speaker trials) need two speakers.
+      raise corpora.CorpusError(
+          f"the {split} split would hold fewer than 2 speakers: the training speakers "
+          f"have too few utterances (at most half of a speaker's are held out, "
+          f"{dict(heldout)} asked); use speakers with more utterances or lower the "
+          "minimums (--min_seen, --min_validation)")
+  return split_of
 
-  split_rows = {}
+
+def _plan_copies(out_dir: str, source: str, refs: list, rows: list, split_of: dict,
+                 speed_factors: tuple, utterances_per_shard: int,
+                 chunk_frames: int) -> list[ShardJob]:
+  """The jobs writing the speed copies of the `train`-split utterances among the training
+  group's original `rows` (of `refs`), in their order: none of a held-out one."""
+  by_locator = {r.locator: r for r in refs}
+  trained = [by_locator[row["locator"]] for row in rows if row["utterance"] not in split_of]
+  return [job for factor in speed_factors if factor != 1
+          for job in plan_shards(out_dir, source, "train", trained, utterances_per_shard,
+                                 chunk_frames, factor)]
+
+
+def _split_of_row(row: dict, split_of: dict) -> str | None:
+  """The split of a training-group row: an original's own; `train` for a speed copy of a
+  `train` utterance; None (not indexed) for a copy of a held-out one, which _plan_copies
+  never writes: this keeps it out of training whatever wrote it."""
+  if "copy_of" in row:
+    return None if row["copy_of"] in split_of else "train"
+  return split_of.get(row["utterance"], "train")
+
+
+def _build_index(out_dir, jobs, speakers, split_of, heldout, speed_factors) -> dict:
+  """Reads the sidecars and writes `index.npz`; returns the manifest's counts.
+
+  The classes are the training speakers, then their copies' speakers (speed_prefix) per
+  factor: an original speaker's class is the same with or without speed perturbation.
+  """
+  records, shard_chunks, skipped = {}, {}, []
+  for group, group_jobs in jobs.items():
+    records[group], group_skipped, shard_chunks[group] = _read_sidecars(group_jobs)
+    skipped += group_skipped
+  trained = speakers.get("train", [])
+  classes = trained + [f"{speed_prefix(f)}-{s}" for f in speed_factors if f != 1
+                       for s in trained]
+  class_of = {s: i for i, s in enumerate(classes)}
+  split_rows, labels = {}, {}
   if "train" in records:
     for split in ("train", *heldout):
-      split_rows[split] = [r for r in records["train"]
-                           if split_of.get(r["utterance"], "train") == split]
-      if split in heldout and len({r["speaker"] for r in split_rows[split]}) < 2:
-        # Its mixtures (validation, seen-speaker trials) need two speakers.
-        raise corpora.CorpusError(
-            f"the {split} split would hold fewer than 2 speakers: the training speakers "
-            f"have too few utterances (at most half of a speaker's are held out, "
-            f"{dict(heldout)} asked); use speakers with more utterances or lower the "
-            "minimums (--min_seen, --min_validation)")
-  split_rows["unseen"] = records["test"]
-  labels = {split: unseen_of if split == "unseen" else class_of for split in split_rows}
+      split_rows[split] = [r for r in records["train"] if _split_of_row(r, split_of) == split]
+      labels[split] = class_of
+  for split, group in EVALUATION_SPLITS.items():
+    if group in records:
+      split_rows[split] = records[group]
+      labels[split] = {s: i for i, s in enumerate(speakers[group])}
   counts = write_index(out_dir, split_rows, labels)
-  return dict(num_classes=len(classes), classes=classes, unseen_speakers=unseen_speakers,
-              splits=counts, shard_chunks=shard_chunks, skipped=skipped,
-              num_skipped=len(skipped))
+  return dict(num_classes=len(classes), classes=classes, unseen_speakers=speakers["test"],
+              crossdomain_speakers=speakers.get("crossdomain", []), splits=counts,
+              shard_chunks=shard_chunks, skipped=skipped, num_skipped=len(skipped))
 
 
 def write_index(out_dir: str, split_rows: dict, labels: dict) -> dict:
@@ -576,6 +748,10 @@ def open_split(shard_dir: str, split: str, manifest: dict | None = None) -> Spli
   if split not in SPLIT_GROUP:
     raise ValueError(f"unknown split {split!r}; one of {sorted(SPLIT_GROUP)}")
   manifest = manifest or load_manifest(shard_dir)
+  if split == "crossdomain" and split not in manifest["splits"]:
+    raise ShardError(f"{shard_dir} has no crossdomain split: its corpus had no subset "
+                     "matching --crossdomain_subsets (default crossdomain*) when it was "
+                     "prepared; prepare a corpus that has one into a new directory")
   if split not in manifest["splits"]:
     raise ShardError(f"{shard_dir} has no {split} split: it was prepared for evaluation "
                      "only (no training subsets); evaluate a trained model on it with "
