@@ -18,7 +18,8 @@ from mirnet_jax.configs import tiny
 from mirnet_jax.data import demo_corpus
 from mirnet_jax.data import shards
 
-VOICES = dict(accents=["en", "en-us"], variants={"F": ["f1"], "M": ["m1"]})
+VOICES = dict(accents=["en", "en-us"], variants={"F": ["f1"], "M": ["m1"]},
+              klatt_variants={"F": [], "M": ["klatt"]})
 
 
 def _demo_corpus(corpus, root, version):
@@ -31,6 +32,7 @@ def _demo_corpus(corpus, root, version):
 def _set_corpus_version(root, version):
   with open(os.path.join(root, demo_corpus.MANIFEST), "w") as f:
     json.dump(dict(generator=demo_corpus.GENERATOR, seed=0,
+                   recipe=demo_corpus.recipe(2, 1, True, 1),
                    espeak_ng=dict(VOICES, version=version)), f)
 
 
