@@ -160,3 +160,38 @@ def test_trial_mixtures_are_the_overlapped_span(trained_workdir):
   together = evaluate.embed_mixtures(extractor, mixtures[:3])
   for mixture, emb in zip(mixtures[:3], together):
     np.testing.assert_allclose(emb, extractor.embed(mixture), rtol=1e-4, atol=1e-5)
+
+
+def test_a_crossdomain_split_adds_its_condition_and_clean_control(trained_workdir, tmp_path):
+  """Shards with a `crossdomain` split (here of an evaluation-only corpus) are scored on
+  it beside `unseen`, each with its clean control, and read back by --trials_from."""
+  import soundfile as sf
+  from mirnet_jax.data import shards
+  from tests import conftest
+  root = tmp_path / "corpus"
+  for subset, speakers in (("test", (201, 202, 203, 204)),
+                           ("crossdomain", (301, 302, 303, 304))):
+    for s in speakers:
+      chapter = root / subset / str(s) / "7"
+      chapter.mkdir(parents=True)
+      for u in range(3):
+        sf.write(str(chapter / f"{s}-7-{u:04d}.flac"),
+                 conftest.synth_voice(s, u, conftest.utterance_seconds(s, u)), 16000)
+  out = str(tmp_path / "shards")
+  shards.prepare(str(root), out, train_subsets=(), utterances_per_shard=8, workers=1)
+  r = evaluate.evaluate(trained_workdir, shard_dir=out, num_trials=8, make_plots=False)
+  assert set(r) == {"unseen", "crossdomain", "clean", "crossdomain_clean", "meta", "plots"}
+  assert r["crossdomain"]["trials"] == r["crossdomain_clean"]["trials"] == 8
+  assert r["crossdomain"] != r["crossdomain_clean"]
+  eval_dir = os.path.join(trained_workdir, "eval", "shards")
+  assert set(os.listdir(eval_dir)) == {"results.json", "trials_unseen.json",
+                                       "trials_crossdomain.json"}
+  # Its trials are of its own speakers (a split of their own labels, not unseen's).
+  with open(os.path.join(eval_dir, "trials_crossdomain.json")) as f:
+    assert json.load(f)["meta"]["split"] == "crossdomain"
+  again = evaluate.evaluate(trained_workdir, shard_dir=out, num_trials=3, make_plots=False,
+                            trials_from=eval_dir, eval_name="again")
+  for condition in ("crossdomain", "crossdomain_clean"):
+    assert again[condition] == r[condition]
+  table = evaluate.report(r, os.path.join(eval_dir, "results.json"))
+  assert "| crossdomain | 8 |" in table and "| crossdomain_clean | 8 |" in table
