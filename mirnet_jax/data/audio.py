@@ -7,6 +7,7 @@ ranges of such a stream, and `sum_of_squares` levels one, without holding it who
 """
 
 import io
+import itertools
 import math
 import os
 import re
@@ -84,33 +85,49 @@ def stream(path_or_bytes, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.n
       non-finite ones (possibly after some blocks were yielded).
   """
   with _open(path_or_bytes) as f:
-    rate = f.samplerate
-    resampler = None if rate == features.SAMPLE_RATE else soxr.ResampleStream(
-        rate, features.SAMPLE_RATE, 1, dtype="float32", quality=_RESAMPLE_QUALITY)
-    read, written = 0, 0
-    while True:
-      try:
-        data = f.read(max(1, int(block_seconds * rate)), dtype="float32", always_2d=True)
-      except _DECODE_ERRORS as e:
-        raise AudioError(f"cannot decode: {e}".replace("\n", " ")) from None
-      last = len(data) == 0
-      block = data.mean(axis=1, dtype=np.float32)  # stereo (or more) is mixed down
-      if not np.all(np.isfinite(block)):
-        raise AudioError("non-finite samples")
-      read += len(block)
-      if last and read == 0:
+    blocks = _decoded_blocks(f, max(1, int(block_seconds * f.samplerate)))
+    if f.samplerate != features.SAMPLE_RATE:
+      blocks = resample_stream(blocks, f.samplerate)
+    yield from blocks
+
+
+def _decoded_blocks(f: sf.SoundFile, frames: int) -> Iterator[np.ndarray]:
+  """`f`'s audio as mono float32 blocks of `frames` samples at its own rate."""
+  read = 0
+  while True:
+    try:
+      data = f.read(frames, dtype="float32", always_2d=True)
+    except _DECODE_ERRORS as e:
+      raise AudioError(f"cannot decode: {e}".replace("\n", " ")) from None
+    if len(data) == 0:
+      if read == 0:
         raise AudioError("no samples")
-      if resampler is not None:
-        block = resampler.resample_chunk(block, last=last)
-        if last:  # librosa.resample's length: ceil(samples * ratio), zero-padded or cut
-          target = math.ceil(read * features.SAMPLE_RATE / rate)
-          block = np.pad(block, (0, max(0, target - written - len(block))))
-          block = block[:max(0, target - written)]
-      written += len(block)
-      if len(block):
-        yield block
-      if last:
-        return
+      return
+    block = data.mean(axis=1, dtype=np.float32)  # stereo (or more) is mixed down
+    if not np.all(np.isfinite(block)):
+      raise AudioError("non-finite samples")
+    read += len(block)
+    yield block
+
+
+def resample_stream(blocks: Iterable[np.ndarray], rate: float) -> Iterator[np.ndarray]:
+  """Mono float32 `blocks` at `rate` resampled to 16 kHz, one block at a time: bit for bit
+  `librosa.resample` of their concatenation (soxr at its default quality, as a stream,
+  then cut or zero-padded to its length, ceil(samples * 16000 / rate))."""
+  resampler = soxr.ResampleStream(rate, features.SAMPLE_RATE, 1, dtype="float32",
+                                  quality=_RESAMPLE_QUALITY)
+  read, written = 0, 0
+  for block in itertools.chain(blocks, [None]):
+    last = block is None
+    block = np.zeros(0, np.float32) if last else np.asarray(block, np.float32)
+    read += len(block)
+    out = resampler.resample_chunk(block, last=last)
+    if last:
+      target = math.ceil(read * (features.SAMPLE_RATE / rate))  # as librosa rounds it
+      out = np.pad(out, (0, max(0, target - written - len(out))))[:max(0, target - written)]
+    written += len(out)
+    if len(out):
+      yield out
 
 
 def load(path_or_bytes) -> np.ndarray:

@@ -62,7 +62,6 @@ from absl import logging
 from array_record.python import array_record_module
 from etils import epath
 import numpy as np
-import soxr
 
 from mirnet_jax import errors
 from mirnet_jax import features
@@ -180,28 +179,12 @@ def speed_prefix(factor: float) -> str:
 
 def speed_blocks(blocks: Iterable[np.ndarray], factor: float) -> Iterator[np.ndarray]:
   """16 kHz `blocks` played `factor` times faster, like sox `speed`: duration / factor,
-  pitch and formants x factor.
-
-  Bit for bit librosa.resample(x, orig_sr=16000 * factor, target_sr=16000) of their
-  concatenation x (soxr at librosa's quality, as a stream, cut or padded to librosa's
-  length, as audio.stream does), one block at a time: a recording of any length is
-  perturbed in bounded memory, through utterance_to_stored's block path as well.
+  pitch and formants x factor. Bit for bit librosa.resample(x, orig_sr=16000 * factor,
+  target_sr=16000) of their concatenation x, one block at a time (audio.resample_stream):
+  a recording of any length is perturbed in bounded memory, through
+  utterance_to_stored's block path as well.
   """
-  rate = features.SAMPLE_RATE * factor
-  resampler = soxr.ResampleStream(rate, features.SAMPLE_RATE, 1, dtype="float32",
-                                  quality="soxr_hq")  # librosa.resample's default
-  read, written = 0, 0
-  for block in itertools.chain(blocks, [None]):
-    last = block is None
-    block = np.zeros(0, np.float32) if last else np.asarray(block, np.float32)
-    read += len(block)
-    out = resampler.resample_chunk(block, last=last)
-    if last:
-      target = int(np.ceil(read * (features.SAMPLE_RATE / rate)))  # librosa's length
-      out = np.pad(out, (0, max(0, target - written - len(out))))[:max(0, target - written)]
-    written += len(out)
-    if len(out):
-      yield out
+  return audio.resample_stream(blocks, features.SAMPLE_RATE * factor)
 
 
 def _at_speed(open_blocks, factor: float):
