@@ -340,8 +340,8 @@ def test_prepare_into_a_file(tmp_path):
 
 # ---------------------------------------------------------------------------- demo_corpus
 
-_DEMO_FLAGS = ("--train_speakers=1", "--test_speakers=0", "--utterances_per_speaker=2",
-               "--workers=1")
+_DEMO_FLAGS = ("--train_speakers=1", "--test_speakers=0", "--crossdomain_speakers=0",
+               "--utterances_per_speaker=2", "--workers=1")
 
 
 def test_demo_corpus_into_a_file(tmp_path):
