@@ -7,9 +7,9 @@ r"""The generalisation ablation on the demo corpus: each piece of the recipe on 
 
 `all` is configs/demo.py on the wide demo corpus with speed perturbation and every piece
 of PIECES on; each `no_<piece>` arm (and `v1_attention`) turns one piece off; `none`
-turns them all off (the paper's recipe on the demo corpus's plain espeak-ng voices). Every arm is evaluated on the same trials of
-the same speakers where the corpora agree: the cross-domain voices are the same in both
-corpora (demo_corpus), so `crossdomain` compares every arm on one set.
+turns them all off (the paper's recipe on the demo corpus's plain espeak-ng voices). The
+cross-domain voices are the same in both corpora (demo_corpus), so `crossdomain` scores
+every arm on the same trials of the same speakers.
 
 Stages, each skipped when its output is complete (training resumes where it stopped):
 ROOT/corpus_{wide,plain} (the demo corpus), ROOT/shards_{wide,plain}[_speed] (prepare,

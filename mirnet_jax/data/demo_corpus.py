@@ -106,10 +106,10 @@ class EspeakNotFoundError(UserError):
 @dataclasses.dataclass(frozen=True)
 class Voice:
   """One speaker: accent (an English espeak-ng voice by language, e.g. en-gb), variant
-  (its file name, what espeak accepts after '+'), sex ("F"/"M"), -p, SSML range %, -s, -g and -a; then what is done to
-  espeak's output: formant_scale (vocal-tract length: > 1 shorter, all frequencies higher),
-  tilt (beta of the first-order filter x[n] - beta x[n-1]) and channel_eq (peaking
-  filters, (centre Hz, gain dB, Q) each)."""
+  (its file name, what espeak accepts after '+'), sex ("F"/"M"), -p, SSML range %, -s,
+  -g and -a; then what is done to espeak's output: formant_scale (vocal-tract length:
+  > 1 shorter, all frequencies higher), tilt (beta of the first-order filter
+  x[n] - beta x[n-1]) and channel_eq (peaking filters, (centre Hz, gain dB, Q) each)."""
   accent: str
   variant: str
   sex: str
