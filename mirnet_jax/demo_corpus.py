@@ -3,7 +3,7 @@ r"""Synthesises the demo speech corpus (espeak-ng voices, LibriSpeech layout).
   python -m mirnet_jax.demo_corpus --out=runs/demo/corpus
   python -m mirnet_jax.demo_corpus --out=/tmp/tiny --train_speakers=4 --test_speakers=2 \
       --crossdomain_speakers=2 --utterances_per_speaker=4
-  python -m mirnet_jax.demo_corpus --out=runs/plain/corpus --voice_transforms=false
+  python -m mirnet_jax.demo_corpus --out=runs/wide/corpus --voice_transforms
 
 Rerunning with the same flags completes an interrupted run (existing files are kept;
 one that no longer decodes is synthesised again, with a warning, and counted); other
@@ -32,7 +32,7 @@ def define_flags():
                        "Speakers in subset `crossdomain` (unseen, and made by means "
                        "`train` never uses: Klatt synthesis, other vocal-tract lengths, "
                        "channel EQ); 0: no such subset.")
-  flags.DEFINE_boolean("voice_transforms", True,
+  flags.DEFINE_boolean("voice_transforms", demo_corpus.DEFAULT_VOICE_TRANSFORMS,
                        "Spread the train/test voices with a formant (vocal-tract length) "
                        "scale and a spectral tilt each, and wider pitch and speed grids; "
                        "false: espeak-ng's voices as they are.")

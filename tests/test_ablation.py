@@ -24,18 +24,21 @@ def _config_of(arm: ablation.Arm):
   return c
 
 
-def test_each_arm_differs_from_all_in_its_piece_only():
-  all_config = _config_of(ablation.ARMS["all"]).to_dict()
+def test_each_arm_has_its_pieces_on_and_no_other():
   for name, arm in ablation.ARMS.items():
-    config = _config_of(arm)
-    task = tasks.create(config, num_classes=10)  # a valid config
-    differs = {k for k in ablation.ARMS["all"].overrides
-               if _get(config.to_dict(), k) != _get(all_config, k)}
-    expected = {k for piece in arm.off for k in ablation.PIECES[piece][1]}
-    assert differs == expected, name
-    assert (task.train_spec.augment.masks) == ("masks" not in arm.off)
-  assert ablation.ARMS["none"].shards == "shards_plain"
+    config = _config_of(arm).to_dict()
+    task = tasks.create(_config_of(arm), num_classes=10)  # a valid config
+    for piece, (on, off) in ablation.PIECES.items():
+      expected = on if piece in arm.on else off
+      assert {k: _get(config, k) for k in expected} == expected, (name, piece)
+    assert task.train_spec.augment.masks == ("masks" in arm.on)
+    assert ("wide" in arm.corpus) == ("wide_corpus" in arm.on)
+    assert arm.shards.endswith("_speed") == ("speed" in arm.on)
+  assert ablation.ARMS["none"].shards == "shards_plain" and not ablation.ARMS["none"].on
   assert ablation.ARMS["all"].shards == "shards_wide_speed"
+  assert ablation.ARMS["only_masks"].on == ("masks",)
+  assert "masks" not in ablation.ARMS["no_masks"].on
+  assert len(ablation.ARMS["no_masks"].on) == len(ablation.ALL_PIECES) - 1
 
 
 def _get(tree, dotted):

@@ -25,8 +25,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _generate(root, workers=1, seed=SEED, **recipe):
-  """The tiny corpus of these tests (voice transforms on unless `recipe` says)."""
-  recipe = dict(dict(crossdomain_speakers=CROSS), **recipe)
+  """The tiny corpus of these tests (voice transforms on, not the default, unless `recipe`
+  says)."""
+  recipe = dict(dict(crossdomain_speakers=CROSS, voice_transforms=True), **recipe)
   return demo_corpus.generate(root, TRAIN, TEST, UTTS, seed=seed, workers=workers, **recipe)
 
 
@@ -204,7 +205,7 @@ def test_draw_voices_300_distinct_and_prefix_stable(transforms):
 
 
 def test_voice_transforms_spread_formants_tilts_pitches_and_speeds():
-  voices = demo_corpus.draw_voices(300, 3)
+  voices = demo_corpus.draw_voices(300, 3, voice_transforms=True)
   formants, tilts = [v.formant_scale for v in voices], [v.tilt for v in voices]
   low, high = demo_corpus.FORMANT_RANGE
   assert low <= min(formants) < 0.9 and 1.12 < max(formants) <= high
@@ -515,7 +516,7 @@ def test_other_speaker_counts_are_refused(demo, tmp_path):
   with pytest.raises(ValueError, match=f"made with test_speakers={TEST}, not "
                      f"test_speakers={TEST + 1}"):
     demo_corpus.generate(root, TRAIN, TEST + 1, UTTS, seed=SEED, workers=1,
-                         crossdomain_speakers=CROSS)
+                         crossdomain_speakers=CROSS, voice_transforms=True)
 
 
 def test_an_interrupted_corpus_refuses_another_seed(demo, tmp_path):

@@ -12,10 +12,10 @@ the training range and a resonant channel EQ), to tell a model that learnt voice
 that learnt espeak-ng's formant synthesiser.
 
 A speaker is one fixed voice (`Voice`): an espeak-ng voice and variant with its delivery,
-and, with voice transforms (the default), a vocal-tract length (formant) scale and a spectral
-tilt applied to espeak-ng's output. Its utterances differ in text and slightly in speed and
-pitch, so a speaker model has to learn the voice, not the sentence. Every random choice comes
-from `np.random.default_rng([seed, stream, speaker, ...])`: one seed gives the same bytes
+and, with voice transforms (`--voice_transforms`, off by default), a vocal-tract length
+(formant) scale and a spectral tilt applied to espeak-ng's output. Its utterances differ in
+text and slightly in speed and pitch, so a speaker model has to learn the voice, not the
+sentence. Every random choice comes from `np.random.default_rng([seed, stream, speaker, ...])`: one seed gives the same bytes
 whatever the number of workers (for one espeak-ng installation, whose voice lists are read),
 and a speaker's voice does not depend on how many speakers follow it. The crossdomain voices
 and texts have streams of their own: they are the same whatever the other subsets hold.
@@ -64,6 +64,9 @@ RECIPE_VERSION = 2
 # (shards.HELDOUT_DEFAULTS).
 DEFAULT_TRAIN_SPEAKERS, DEFAULT_TEST_SPEAKERS, DEFAULT_UTTERANCES_PER_SPEAKER = 400, 40, 9
 DEFAULT_CROSSDOMAIN_SPEAKERS = 40
+# Off by default: with every generalisation piece on, the demo-size model learnt far less
+# in its 5,400 steps (docs/results.md, "Generalisation"); on once the ablation shows it helps.
+DEFAULT_VOICE_TRANSFORMS = False
 
 # Coarse grids keep two speakers audibly apart even with the same accent and variant, and
 # stay inside what espeak renders cleanly. PITCH_GRID and SPEED_GRID: without voice
@@ -253,7 +256,7 @@ def _merged_version(recorded: str | None, installed: str) -> str:
   return "+".join(parts + [installed] if installed not in parts else parts)
 
 
-def max_speakers(voice_transforms: bool = True) -> int:
+def max_speakers(voice_transforms: bool = DEFAULT_VOICE_TRANSFORMS) -> int:
   """Distinct train/test speakers possible: they alternate F, M, ... and differ in
   `identity()`, so n of them need ceil(n/2) female and floor(n/2) male identities."""
   pitches = WIDE_PITCH_GRID if voice_transforms else PITCH_GRID
@@ -281,7 +284,8 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float], digits: int 
   return round(float(rng.uniform(*bounds)), digits)
 
 
-def draw_voices(num_speakers: int, seed: int, voice_transforms: bool = True) -> list[Voice]:
+def draw_voices(num_speakers: int, seed: int,
+                voice_transforms: bool = DEFAULT_VOICE_TRANSFORMS) -> list[Voice]:
   """Distinct train/test voices, speaker i from `default_rng([seed, 0, i])` (redrawn while
   it repeats an earlier identity), so `draw_voices(n, s)[:k] == draw_voices(k, s)`. Sexes
   alternate, so neighbouring ids differ in variant. With `voice_transforms`, wider pitch
@@ -649,7 +653,7 @@ def _speakers_txt(seed: int, made_with: dict, records: list[dict]) -> str:
 def generate(out_dir: str, train_speakers: int = DEFAULT_TRAIN_SPEAKERS,
              test_speakers: int = DEFAULT_TEST_SPEAKERS,
              utterances_per_speaker: int = DEFAULT_UTTERANCES_PER_SPEAKER, seed: int = 0,
-             workers: int | None = None, voice_transforms: bool = True,
+             workers: int | None = None, voice_transforms: bool = DEFAULT_VOICE_TRANSFORMS,
              crossdomain_speakers: int = DEFAULT_CROSSDOMAIN_SPEAKERS) -> dict:
   """Synthesises the corpus into `out_dir` with `workers` processes (default: all cores).
 
