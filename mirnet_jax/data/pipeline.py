@@ -65,7 +65,7 @@ class Augmentation:
     for name in ("spectral_shaping_db", "time_masks", "time_mask_frames", "freq_masks",
                  "freq_mask_bins"):
       if getattr(self, name) < 0:
-        raise ValueError(f"augment.{name} must be >= 0, got {getattr(self, name)}")
+        raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
   @property
   def masks(self) -> bool:
