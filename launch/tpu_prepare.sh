@@ -26,7 +26,8 @@
 # subsets of an extracted LibriSpeech directory fit. Before it prepares, this estimate
 # (for the LibriSpeech subsets the globs choose; of a directory, those it holds) is
 # compared with the free space of the disk holding --local-dir, on worker 0 or here with
-# --local; what --local-dir and TFDS's librispeech folder already hold counts as done.
+# --local, and TFDS's share with that of the disk holding $TFDS_DATA_DIR where that is
+# another disk; what --local-dir and TFDS's librispeech folder already hold counts as done.
 # Too little stops it, naming the size and the alternatives. The estimate knows only
 # LibriSpeech's subsets: another corpus's are not counted.
 set -euo pipefail
@@ -65,16 +66,22 @@ flags_done
 
 # The disk check, a shell line run where it prepares (bash -c LINE disk-check OUT SOURCE
 # TFDS_MB NAME:MB...): the MB each chosen subset's shards need (counted only if SOURCE is
-# empty or has a NAME folder) and TFDS_MB for TFDS's own copy, less what OUT and TFDS's
-# librispeech folder already hold, against the free space of the disk holding OUT. One
-# line, ';'-separated: tpu_ssh turns newlines into spaces.
+# empty or has a NAME folder) less what OUT already holds, against the free space of the
+# disk holding OUT; TFDS_MB for TFDS's own copy, less what its librispeech folder already
+# holds, on the disk holding $TFDS_DATA_DIR: added to the shards' when that is OUT's disk,
+# checked on its own when not. One line, ';'-separated: tpu_ssh turns newlines into
+# spaces.
 # shellcheck disable=SC2016  # expanded where it runs
-disk_check='set -eu; out=$1; src=$2; tfds=$3; shift 3; need=0; what=""; tfds_part="";
-  if [ "$tfds" -gt 0 ]; then
-    built="${TFDS_DATA_DIR:-$HOME/tensorflow_datasets}/librispeech";
-    if [ -d "$built" ]; then tfds=$((tfds - $(du -sk "$built" | cut -f1) / 1000)); fi;
-    if [ "$tfds" -lt 0 ]; then tfds=0; fi;
-  fi;
+disk_check='set -eu; out=$1; src=$2; tfds=$3; shift 3; need=0; what="";
+  gb() { awk -v mb="$1" '"'"'BEGIN { printf "%.1f GB", mb / 1000 }'"'"'; };
+  disk() { at="$1"; while [ ! -d "$at" ]; do at="$(dirname "$at")"; done;
+    at="$(cd "$at" && pwd)";
+    df -Pk "$at" | awk -v at="$at" '"'"'NR == 2 { printf "%d %s %s", $4 * 1.024 / 1000, $6, at }'"'"'; };
+  refuse() { echo "error: $1 about $(gb "$2") more in $3; $(hostname) has"
+      "$(gb "$4") free there: prepare with --local on a machine with the disk, choose"
+      "fewer subsets (--train-subsets, --test-subsets), or download a few with"
+      "launch/get_librispeech.sh and pass that directory as --source"
+      "(--skip-disk-check if the estimate is wrong)" >&2; exit 1; };
   for subset in "$@"; do
     name="${subset%:*}";
     if [ -z "$src" ] || [ -d "$src/$name" ]; then
@@ -82,22 +89,24 @@ disk_check='set -eu; out=$1; src=$2; tfds=$3; shift 3; need=0; what=""; tfds_par
     fi;
   done;
   if [ -d "$out" ]; then need=$((need - $(du -sk "$out" | cut -f1) / 1000)); fi;
-  need=$((need + tfds)); at="$out";
-  while [ ! -d "$at" ]; do at="$(dirname "$at")"; done; at="$(cd "$at" && pwd)";
-  free=$(df -Pk "$at" | awk '"'"'NR == 2 { printf "%d", $4 * 1.024 / 1000 }'"'"');
-  gb() { awk -v mb="$1" '"'"'BEGIN { printf "%.1f GB", mb / 1000 }'"'"'; };
-  if [ "$free" -lt "$need" ]; then
-    if [ "$tfds" -gt 0 ]; then
-      tfds_part=" and TFDS'"'"'s build of all of LibriSpeech ($(gb "$tfds"))";
+  read -r free mount at <<< "$(disk "$out")";
+  shards="the shards of ${what:-no subset} (0.37 GB per hour of audio)";
+  if [ "$tfds" -gt 0 ]; then
+    tfds_dir="${TFDS_DATA_DIR:-$HOME/tensorflow_datasets}";
+    if [ -d "$tfds_dir/librispeech" ]; then
+      tfds=$((tfds - $(du -sk "$tfds_dir/librispeech" | cut -f1) / 1000));
     fi;
-    echo "error: the shards of ${what:-no subset} (0.37 GB per hour of audio)$tfds_part"
-      "need about $(gb "$need") more in $at; $(hostname) has $(gb "$free") free there:"
-      "prepare with --local on a machine with the disk, choose fewer subsets"
-      "(--train-subsets, --test-subsets), or download a few with"
-      "launch/get_librispeech.sh and pass that directory as --source"
-      "(--skip-disk-check if the estimate is wrong)" >&2;
-    exit 1;
-  fi'
+    if [ "$tfds" -lt 0 ]; then tfds=0; fi;
+    read -r tfds_free tfds_mount tfds_at <<< "$(disk "$tfds_dir")";
+    build="TFDS'"'"'s build of all of LibriSpeech";
+    if [ "$tfds_mount" = "$mount" ]; then
+      need=$((need + tfds));
+      if [ "$tfds" -gt 0 ]; then shards="$shards and $build ($(gb "$tfds"))"; fi;
+    elif [ "$tfds_free" -lt "$tfds" ]; then
+      refuse "$build needs" "$tfds" "$tfds_at" "$tfds_free";
+    fi;
+  fi;
+  if [ "$free" -lt "$need" ]; then refuse "$shards need" "$need" "$at" "$free"; fi'
 disk_check="${disk_check//$'\n'/ }"
 
 # Hours of audio of each LibriSpeech subset, in tenths, with its TFDS split name.

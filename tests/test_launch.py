@@ -554,6 +554,49 @@ def test_prepare_locally_refuses_what_cannot_fit_here(bin_dir, tmp_path):
   assert result.stderr == _refusal(list(HOURS), sum(HOURS.values()) * 0.37, tmp_path, 300)
 
 
+TWO_DISKS_DF = """#!/bin/bash
+# Stands in for df -Pk with two disks: {tfds_disk} (mounted there) and / for the rest.
+case "${{@: -1}}" in
+  {tfds_disk}*) free_kb={tfds_free_kb} mount={tfds_disk} ;;
+  *) free_kb={free_kb} mount=/ ;;
+esac
+echo "Filesystem 1024-blocks Used Available Capacity Mounted on"
+echo "/dev/fake 999999999 0 $free_kb 1% $mount"
+"""
+
+
+@pytest.mark.parametrize("free_gb, tfds_free_gb, refused", [
+    (400, 200, None),  # each part fits its disk, together they would not fit one
+    (400, 150, "tfds"), (300, 200, "shards")])
+def test_prepare_checks_tfds_on_its_own_disk(bin_dir, tmp_path, free_gb, tfds_free_gb,
+                                            refused):
+  tfds_disk = tmp_path / "tfds_disk"
+  tfds_disk.mkdir()  # a mount point; TFDS_DATA_DIR below it is made by TFDS
+  tools = _worker_tools(bin_dir, tmp_path / "tools", free_gb=0)
+  (tools / "df").write_text(TWO_DISKS_DF.format(
+      tfds_disk=tfds_disk, free_kb=round(free_gb * 1e6 / 1.024),
+      tfds_free_kb=round(tfds_free_gb * 1e6 / 1.024)))
+  check, _, _ = _dry_run(bin_dir, "tpu_prepare.sh", "--local", "--out=gs://b/s",
+                         "--source=tfds:librispeech/lazy_decode",
+                         f"--local-dir={tmp_path}/big/shards")
+  env = _env(tools, TFDS_DATA_DIR=str(tfds_disk / "datasets"))
+  result = subprocess.run(check, check=False, capture_output=True, text=True, env=env,
+                          timeout=60)
+  shards_gb = sum(HOURS.values()) * 0.37
+  if refused is None:
+    assert result.returncode == 0 and result.stderr == ""
+  elif refused == "shards":
+    assert result.returncode == 1
+    splits = list(corpora.LIBRISPEECH_TFDS_SPLITS)
+    assert result.stderr == _refusal(splits, shards_gb, tmp_path, free_gb)
+  else:
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: TFDS's build of all of LibriSpeech needs about {TFDS_GB:.1f} GB more in "
+        f"{tfds_disk}; {socket.gethostname()} has {tfds_free_gb:.1f} GB free there: "
+        + _refusal([], 0, "", 0).split(" free there: ", 1)[1])
+
+
 # ---------------------------------------------------------------------------- shellcheck
 
 def _shellcheck():
