@@ -2,6 +2,7 @@ r"""The generalisation ablation on the demo corpus: each piece of the recipe on 
 
   python -m mirnet_jax.ablation --root=runs/ablation   # all, none, each piece alone
   python -m mirnet_jax.ablation --root=runs/ablation --arms=all,none --trials=2000
+  python -m mirnet_jax.ablation --root=runs/ablation --arms=wide_corpus+masks  # a combination
   python -m mirnet_jax.ablation --root=runs/ablation --dry_run       # the commands only
   python -m mirnet_jax.ablation --root=runs/ablation --report_only   # the table only
 
@@ -9,7 +10,8 @@ The pieces (ALL_PIECES): the wide demo corpus (`demo_corpus --voice_transforms`)
 perturbation (`prepare --speed_perturb`), spectral shaping with a wider level range, time
 and frequency masks, and the rotated attention reading. `all` runs configs/demo.py with
 every piece on, `none` with none (the paper's recipe on the plain espeak-ng voices: the
-main job's), each `only_<piece>` with that one on, each `no_<piece>` with all but it. The
+main job's), each `only_<piece>` with that one on, each `no_<piece>` with all but it, and
+`<piece>+<piece>...` with those on. The
 cross-domain voices are the same in both corpora (demo_corpus), so `crossdomain` scores
 every arm on the same trials of the same speakers.
 
@@ -92,6 +94,20 @@ ARMS = {
     **{f"no_{p}": Arm(f"all but {p}", tuple(q for q in ALL_PIECES if q != p))
        for p in ALL_PIECES},
 }
+
+
+def arm(name: str) -> Arm:
+  """ARMS[name], or for `<piece>+<piece>...` (pieces of ALL_PIECES) the arm with those on."""
+  if name in ARMS:
+    return ARMS[name]
+  pieces = name.split("+")
+  if len(pieces) < 2 or not set(pieces) <= set(ALL_PIECES) or len(set(pieces)) < len(pieces):
+    raise errors.UsageError(
+        f"unknown arm {name!r}: use one of {', '.join(ARMS)}, or pieces joined by '+' "
+        f"({', '.join(ALL_PIECES)})")
+  return Arm(" and ".join(pieces), tuple(p for p in ALL_PIECES if p in pieces))
+
+
 # The rows of the table: mixture conditions and their clean controls.
 CONDITIONS = ("unseen", "crossdomain", "clean", "crossdomain_clean")
 
@@ -111,26 +127,26 @@ def commands(root: str, arm_names, trials: int) -> list[tuple[str, list[str]]]:
       out.append((done, command))
 
   for name in arm_names:
-    arm = ARMS[name]
-    corpus, shard_dir = os.path.join(root, arm.corpus), os.path.join(root, arm.shards)
+    this = arm(name)
+    corpus, shard_dir = os.path.join(root, this.corpus), os.path.join(root, this.shards)
     add(os.path.join(corpus, "SPEAKERS.TXT"),
         [python, "-m", "mirnet_jax.demo_corpus", f"--out={corpus}",
-         f"--voice_transforms={str(arm.wide_corpus).lower()}"])
+         f"--voice_transforms={str(this.wide_corpus).lower()}"])
     add(os.path.join(shard_dir, "manifest.json"),
         [python, "-m", "mirnet_jax.prepare", f"--source={corpus}", f"--out={shard_dir}",
-         f"--speed_perturb={SPEED_FACTORS if arm.speed_perturb else '1.0'}"])
+         f"--speed_perturb={SPEED_FACTORS if this.speed_perturb else '1.0'}"])
     workdir = os.path.join(root, name)
     add("", [python, "-m", "mirnet_jax.main", "--config=configs/demo.py",
              f"--workdir={workdir}", f"--config.data.shards={shard_dir}"] +
-        [f"--config.{key}={value}" for key, value in arm.overrides.items()])
+        [f"--config.{key}={value}" for key, value in this.overrides.items()])
     add(_results_path(root, name, trials),
         [python, "-m", "mirnet_jax.evaluate", f"--workdir={workdir}", f"--trials={trials}",
          f"--eval_name={eval_name(trials)}", "--plots=false"])
   return out
 
 
-def _results_path(root: str, arm: str, trials: int) -> str:
-  return os.path.join(root, arm, "eval", eval_name(trials), trial_sets.RESULTS)
+def _results_path(root: str, arm_name: str, trials: int) -> str:
+  return os.path.join(root, arm_name, "eval", eval_name(trials), trial_sets.RESULTS)
 
 
 def table(root: str, arm_names, trials: int) -> str:
@@ -152,7 +168,7 @@ def table(root: str, arm_names, trials: int) -> str:
     ratio = ("-" if not {"unseen", "crossdomain"} <= set(results) else
              f"{results['crossdomain']['eer'] / max(results['unseen']['eer'], 1e-9):.2f}")
     trials_of = results["unseen"]["trials"] if "unseen" in results else "?"
-    lines.append(f"| {name} ({ARMS[name].description}; step {results['meta']['step']}, "
+    lines.append(f"| {name} ({arm(name).description}; step {results['meta']['step']}, "
                  f"{trials_of} trials) | " + " | ".join(cells) + f" | {ratio} |")
   return "\n".join(lines)
 
@@ -160,7 +176,7 @@ def table(root: str, arm_names, trials: int) -> str:
 def define_flags():
   flags.DEFINE_string("root", None, "Directory of the ablation's corpora, shards and runs.")
   flags.DEFINE_list("arms", ["all", "none"] + [f"only_{p}" for p in ALL_PIECES],
-                    f"Arms to run, of: {', '.join(ARMS)}.")
+                    f"Arms to run, of: {', '.join(ARMS)}; or pieces joined by '+'.")
   flags.DEFINE_integer("trials", 2000, "Trials per condition.")
   flags.DEFINE_boolean("dry_run", False, "Print the commands of the stages left to run.")
   flags.DEFINE_boolean("report_only", False, "Print the table of the arms evaluated so far.")
@@ -172,9 +188,8 @@ def main(argv):
   f = flags.FLAGS
   if not f.root:
     raise errors.UsageError("--root is required")
-  unknown = [a for a in f.arms if a not in ARMS]
-  if unknown:
-    raise errors.UsageError(f"unknown arms {unknown}: use some of {', '.join(ARMS)}")
+  for name in f.arms:
+    arm(name)  # a usage error for a name that is no arm
   root = os.path.abspath(f.root)
   if not f.report_only:
     for done, command in commands(root, f.arms, f.trials):

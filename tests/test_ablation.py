@@ -6,8 +6,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 
 from mirnet_jax import ablation
+from mirnet_jax import errors
 from mirnet_jax import tasks
 from mirnet_jax.configs import demo
 
@@ -39,6 +41,18 @@ def test_each_arm_has_its_pieces_on_and_no_other():
   assert ablation.ARMS["only_masks"].on == ("masks",)
   assert "masks" not in ablation.ARMS["no_masks"].on
   assert len(ablation.ARMS["no_masks"].on) == len(ablation.ALL_PIECES) - 1
+
+
+def test_pieces_joined_by_plus_make_an_arm_with_those_on():
+  both = ablation.arm("masks+wide_corpus")
+  assert both.on == ("wide_corpus", "masks")  # in ALL_PIECES' order
+  assert both.corpus == "corpus_wide" and both.shards == "shards_wide"
+  assert _config_of(both).data.augment.time_masks == 2
+  assert _config_of(both).model.attention.value == "v1"
+  assert ablation.arm("only_masks") is ablation.ARMS["only_masks"]
+  for bad in ("masks", "masks+bogus", "masks+masks", "only_masks+speed"):
+    with pytest.raises(errors.UsageError, match="unknown arm"):
+      ablation.arm(bad)
 
 
 def _get(tree, dotted):
@@ -93,7 +107,7 @@ def test_an_evaluation_older_than_the_checkpoints_runs_again(tmp_path):
 
 
 def test_unknown_arms_and_a_missing_root_are_usage_errors():
-  for flags, message in ((["--root=/tmp/x", "--arms=bogus"], "unknown arms"),
+  for flags, message in ((["--root=/tmp/x", "--arms=bogus"], "unknown arm"),
                          ([], "--root is required")):
     proc = subprocess.run([sys.executable, "-m", "mirnet_jax.ablation", *flags],
                           capture_output=True, text=True, check=False)
