@@ -9,9 +9,9 @@ r"""The generalisation ablation on the demo corpus: each piece of the recipe on 
 The pieces (ALL_PIECES): the wide demo corpus (`demo_corpus --voice_transforms`), speed
 perturbation (`prepare --speed_perturb`), spectral shaping with a wider level range, time
 and frequency masks, and the rotated attention reading. `all` runs configs/demo.py with
-every piece on, `none` with none (the paper's recipe on the plain espeak-ng voices: the
-main job's), each `only_<piece>` with that one on, each `no_<piece>` with all but it, and
-`<piece>+<piece>...` with those on. The cross-domain voices are the same in both corpora
+every piece on, `none` with none (the paper's recipe on the plain espeak-ng voices), each
+`only_<piece>` with that one on (`only_wide_corpus` is the main job's recipe), each
+`no_<piece>` with all but it, and `<piece>+<piece>...` with those on. The cross-domain voices are the same in both corpora
 (demo_corpus), so `crossdomain` scores every arm on the same trials of the same speakers.
 
 Stages, each skipped when its output is complete (training resumes where it stopped):

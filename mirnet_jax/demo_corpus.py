@@ -3,7 +3,7 @@ r"""Synthesises the demo speech corpus (espeak-ng voices, LibriSpeech layout).
   python -m mirnet_jax.demo_corpus --out=runs/demo/corpus
   python -m mirnet_jax.demo_corpus --out=/tmp/tiny --train_speakers=4 --test_speakers=2 \
       --crossdomain_speakers=2 --utterances_per_speaker=4
-  python -m mirnet_jax.demo_corpus --out=runs/wide/corpus --voice_transforms
+  python -m mirnet_jax.demo_corpus --out=runs/plain/corpus --novoice_transforms  # espeak-ng voices as they are
 
 Rerunning with the same flags completes an interrupted run (existing files are kept;
 one that no longer decodes is synthesised again, with a warning, and counted); other
