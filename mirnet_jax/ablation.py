@@ -12,7 +12,8 @@ and frequency masks, and the rotated attention reading. `all` runs configs/demo.
 every piece on, `none` with none (the paper's recipe on the plain espeak-ng voices), each
 `only_<piece>` with that one on (`only_wide_corpus` is the main job's recipe), each
 `no_<piece>` with all but it, and `<piece>+<piece>...` with those on. The cross-domain
-voices are the same in both corpora (demo_corpus), so `crossdomain` scores every arm on the same trials of the same speakers.
+voices are the same in both corpora (demo_corpus), so `crossdomain` scores every arm on the
+same trials of the same speakers.
 
 Stages, each skipped when its output is complete (training resumes where it stopped):
 ROOT/corpus_{wide,plain} (the demo corpus), ROOT/shards_{wide,plain}[_speed] (prepare,
