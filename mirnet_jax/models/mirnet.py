@@ -28,6 +28,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from mirnet_jax import features
+from mirnet_jax.models import batch_norm
 from mirnet_jax.models import frontend
 from mirnet_jax.models import resnet
 
@@ -51,8 +52,8 @@ class SpeechEncoder(nn.Module):
       x = nn.Conv(c, (k,), use_bias=self.norm == "none", dtype=self.dtype,
                   name=f"conv{i + 1}")(x)
       if self.norm == "batch":
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
-                         name=f"bn{i + 1}")(x)
+        x = batch_norm.BatchNorm(use_running_average=not train, momentum=0.9,
+                                 dtype=self.dtype, name=f"bn{i + 1}")(x)
       x = leaky_relu(x)
     return x
 

@@ -8,10 +8,34 @@ frequency axis is averaged away and TAP averages over time, then a linear layer 
 embedding (as the ResNet speaker models of Chung et al. 2020 do).
 """
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+
+from mirnet_jax.models import batch_norm
+
+
+def max_pool(x, window: int, stride: int):
+  """`nn.max_pool(x, (window,) * 2, (stride,) * 2, padding="SAME")` on `[B, H, W, C]`, as
+  maxima of strided slices, over H and then W. The same values; the gradient of a tie is
+  shared among the tied inputs rather than given to the first (after a ReLU, ties are
+  zeros, whose gradient the ReLU stops either way). Why: XLA's gradient of
+  `nn.max_pool` (select-and-scatter) was the largest op of the CPU step (docs/results.md,
+  "The CPU step: BatchNorm reductions as dot products")."""
+  for axis in (1, 2):
+    size = x.shape[axis]
+    out = -(-size // stride)
+    pad = max((out - 1) * stride + window - size, 0)
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (pad // 2, pad - pad // 2)
+    padded = jnp.pad(x, widths, constant_values=-jnp.inf)
+    slices = [jax.lax.slice_in_dim(padded, start, start + (out - 1) * stride + 1, stride, axis)
+              for start in range(window)]
+    x = functools.reduce(jnp.maximum, slices)
+  return x
 
 
 class BasicBlock(nn.Module):
@@ -21,20 +45,19 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                                     dtype=self.dtype, name=name)
+    norm = functools.partial(batch_norm.BatchNorm, use_running_average=not train,
+                             momentum=0.9, dtype=self.dtype)
     residual = x
     y = nn.Conv(self.features, (3, 3), self.strides, use_bias=False, dtype=self.dtype,
                 name="conv1")(x)
-    y = nn.relu(norm("bn1")(y))
+    y = nn.relu(norm(name="bn1")(y))
     y = nn.Conv(self.features, (3, 3), 1, use_bias=False, dtype=self.dtype, name="conv2")(y)
     # Zero-initialised last scale: each block starts as the identity (Goyal et al. 2017).
-    y = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
-                     scale_init=nn.initializers.zeros, name="bn2")(y)
+    y = norm(scale_init=nn.initializers.zeros, name="bn2")(y)
     if residual.shape != y.shape:
       residual = nn.Conv(self.features, (1, 1), self.strides, use_bias=False,
                          dtype=self.dtype, name="proj")(residual)
-      residual = norm("proj_bn")(residual)
+      residual = norm(name="proj_bn")(residual)
     return nn.relu(y + residual)
 
 
@@ -53,10 +76,10 @@ class ResNetTAP(nn.Module):
     x = x[..., None].astype(self.dtype)
     x = nn.Conv(self.widths[0], (self.stem_kernel,) * 2, self.stem_stride, use_bias=False,
                 dtype=self.dtype, name="stem")(x)
-    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
-                             name="stem_bn")(x))
+    x = nn.relu(batch_norm.BatchNorm(use_running_average=not train, momentum=0.9,
+                                     dtype=self.dtype, name="stem_bn")(x))
     if self.stem_pool:
-      x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
+      x = max_pool(x, 3, 2)
     for stage, (width, depth) in enumerate(zip(self.widths, self.blocks)):
       for block in range(depth):
         strides = 2 if stage > 0 and block == 0 else 1

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from mirnet_jax.models import batch_norm
 from mirnet_jax.models import frontend
 
 
@@ -41,8 +42,8 @@ class MaskNet(nn.Module):
     for i, (kernel, dilation) in enumerate(layers):
       x = nn.Conv(self.conv_channels, kernel, kernel_dilation=(dilation, 1), use_bias=False,
                   dtype=self.dtype, name=f"conv{i + 1}")(x)
-      x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                               dtype=self.dtype, name=f"bn{i + 1}")(x))
+      x = nn.relu(batch_norm.BatchNorm(use_running_average=not train, momentum=0.9,
+                                       dtype=self.dtype, name=f"bn{i + 1}")(x))
     x = nn.Conv(self.conv_out_channels, (1, 1), dtype=self.dtype, name="conv_out")(x)
     x = nn.relu(x).reshape(b, t, f * self.conv_out_channels)
     if embedding is not None:
